@@ -1,0 +1,1 @@
+"""One module per inbound step; `gateway.pipeline` lists them in order."""

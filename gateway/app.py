@@ -1,0 +1,65 @@
+"""`serve`: every listener and worker in one event loop.
+
+SIGTERM/SIGINT drain (stop accepting, let sessions finish, let the worker finish its
+batch); SIGHUP reloads rules and templates (a bad file keeps the old ones live).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from gateway.delivery.worker import OutboxWorker
+from gateway.smtp.inbound import start_inbound
+
+log = logging.getLogger("gateway.app")
+
+
+class Gateway:
+    def __init__(self, services, inbound_port: int | None = None):
+        self.s = services
+        self.inbound_port = inbound_port
+        self.servers: list[asyncio.AbstractServer] = []
+        self.worker = OutboxWorker(services)
+        self.tasks: list[asyncio.Task] = []
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        cfg = self.s.cfg.smtp
+        port = cfg.inbound_port if self.inbound_port is None else self.inbound_port
+        server = await start_inbound(self.s, cfg.inbound_host, port)
+        self.servers.append(server)
+        self.inbound_port = server.sockets[0].getsockname()[1]
+        self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+        log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}"})
+
+    def reload(self) -> None:
+        try:
+            self.s.reload()
+            log.info("reloaded rules and templates")
+        except Exception as e:
+            log.error("reload refused, old rules stay live", extra={"error": str(e)})
+
+    async def stop(self, deadline: float = 30.0) -> None:
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), deadline)
+            except asyncio.TimeoutError:
+                pass
+        self.worker.stop()
+        await asyncio.wait(self.tasks, timeout=deadline)
+        self.stopped.set()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await stop.wait()
+        log.info("draining")
+        await self.stop()
+        log.info("stopped")

@@ -1,0 +1,77 @@
+"""inspect: the content steps (attachment removal, classification) on saved messages,
+offline: nothing is stored or sent."""
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+from gateway.cli.common import CommandError, add_config, config_from
+
+
+def register(sub) -> None:
+    p = sub.add_parser("inspect", help="explain how saved .eml files would be handled "
+                       "(offline)")
+    add_config(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--context-kind", default=None,
+                   help="pretend the message replies to a notification of this kind")
+    p.add_argument("files", nargs="+", metavar="FILE.eml")
+    p.set_defaults(func=cmd_inspect)
+
+
+def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None) -> dict:
+    from gateway.classification import split_reply
+    from gateway.content.strip import strip_message
+    from gateway.steps.classify import subject_of
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    stripped = strip_message(msg)
+    new_text, history = split_reply(stripped.text)
+    cls = classifier.classify(new_text, subject=subject_of(msg), context_kind=context_kind)
+    text = new_text + (f"\n\n{history}" if history else "")
+    return {
+        "category": cls.category, "urgent": cls.urgent, "rules": cls.rule_ids,
+        "scores": [{"id": h.id, "category": h.category, "score": h.score, "reason": h.reason}
+                   for h in cls.hits],
+        "attachments": [{"filename": a.filename, "declared_type": a.declared_type,
+                         "sniffed_type": a.sniffed_type, "size": a.size, "sha256": a.sha256,
+                         "reason": a.reason} for a in stripped.removed],
+        "text": text,
+    }
+
+
+def _human(result: dict) -> str:
+    lines = [f"== {result['file']}"]
+    if "error" in result:
+        return "\n".join(lines + [f"error: {result['error']}"])
+    lines.append(f"category: {result['category']}   urgent: "
+                 f"{'yes' if result['urgent'] else 'no'}")
+    for hit in result["scores"]:
+        lines.append(f"  rule {hit['id']} -> {hit['category']} +{hit['score']:g}: "
+                     f"{hit['reason']}")
+    for a in result["attachments"]:
+        lines.append(f"  removed {a['filename'] or '(no name)'} declared {a['declared_type']}"
+                     f" sniffed {a['sniffed_type']} {a['size']} bytes ({a['reason']})")
+    lines += ["--- text staff would receive ---", result["text"].rstrip()]
+    return "\n".join(lines)
+
+
+def cmd_inspect(args) -> int:
+    from gateway.classification import Classifier, RuleError
+    cfg = config_from(args, required=False)
+    try:
+        classifier = Classifier.load(cfg.rules_dir)
+    except RuleError as e:
+        raise CommandError(str(e), 2) from None
+    failed = 0
+    for name in args.files:
+        result = {"file": name}
+        try:
+            result.update(inspect_bytes(classifier, Path(name).read_bytes(),
+                                        args.context_kind))
+        except Exception as e:  # one bad file must not stop the run
+            failed += 1
+            result["error"] = f"{type(e).__name__}: {e}"
+        print(json.dumps(result, ensure_ascii=False) if args.json else _human(result))
+    return 1 if failed else 0

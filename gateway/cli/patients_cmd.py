@@ -1,0 +1,118 @@
+"""patients import | list | activate | suspend | reinstate."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from gateway import outbox, patients
+from gateway.cli.common import CommandError, add_config, err, output, services_from
+from gateway.models import Patient
+from gateway.steps.acknowledge import practice_context
+
+
+def register(sub) -> None:
+    p = sub.add_parser("patients", help="the patient roster")
+    psub = p.add_subparsers(dest="patients_command", metavar="ACTION", required=True)
+    imp = psub.add_parser("import", help="import a roster CSV (account_number, first_name, "
+                          "last_name, email, state); idempotent")
+    imp.add_argument("csv", metavar="ROSTER.csv")
+    ls = psub.add_parser("list", help="list patients")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.add_argument("--status", choices=patients.STATUSES)
+    act = psub.add_parser("activate", help="make a roster patient active (the practice's "
+                          "own portal handled registration)")
+    sus = psub.add_parser("suspend", help="refuse a patient's mail (guideline 7); the "
+                          "patient is told why by mail")
+    sus.add_argument("--reason", required=True)
+    rei = psub.add_parser("reinstate", help="make a suspended patient active again")
+    for q in (act, sus, rei):
+        q.add_argument("account", metavar="ACCOUNT")
+    for q, fn in ((imp, cmd_import), (ls, cmd_list), (act, cmd_activate),
+                  (sus, cmd_suspend), (rei, cmd_reinstate)):
+        add_config(q)
+        q.set_defaults(func=fn)
+
+
+def cmd_import(args) -> int:
+    path = Path(args.csv)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"{path}: cannot read: {e}") from None
+    services = services_from(args)
+    with services.transaction() as session:
+        report = patients.import_roster(session, text)
+    for line, problem in report.errors:
+        err(f"{path}:{line}: {problem}")
+    print(f"{path}: {report.added} added, {report.updated} updated, "
+          f"{report.unchanged} unchanged, {len(report.errors)} rejected")
+    return 1 if report.errors else 0
+
+
+def cmd_list(args) -> int:
+    services = services_from(args)
+    with services.factory() as session:
+        q = select(Patient).order_by(Patient.account_number)
+        if args.status:
+            q = q.where(Patient.status == args.status)
+        rows = [{"account_number": p.account_number, "first_name": p.first_name,
+                 "last_name": p.last_name, "email": p.email, "state": p.state,
+                 "status": p.status, "undeliverable": p.undeliverable}
+                for p in session.scalars(q)]
+    output(args, rows, ["account_number", "first_name", "last_name", "email", "state",
+                        "status"])
+    return 0
+
+
+def _change(args, allowed_from: tuple, to: str, reason: str | None = None) -> int:
+    services = services_from(args)
+    with services.transaction() as session:
+        patient = patients.by_account(session, args.account)
+        if patient is None:
+            raise CommandError(f"no patient with account {args.account}")
+        if patient.status not in allowed_from:
+            raise CommandError(f"patient {args.account} is {patient.status}; "
+                               f"it cannot be made {to} from there")
+        if to == "active":
+            _check_can_be_active(services.cfg, patient)
+        patients.set_status(session, patient, to, "cli", reason)
+        if to == "suspended" and patient.email:
+            _queue_suspension_notice(services, session, patient)
+    services.committed()
+    print(f"patient {args.account} is now {to}")
+    return 0
+
+
+def _check_can_be_active(cfg, patient) -> None:
+    allowed = {s.upper() for s in cfg.policy.allowed_states}
+    if patient.state.upper() not in allowed:
+        raise CommandError(f"patient {patient.account_number} lives in {patient.state}; "
+                           f"the portal serves only {', '.join(sorted(allowed))}")
+    if not patient.email:
+        raise CommandError(f"patient {patient.account_number} has no email address")
+
+
+def _queue_suspension_notice(services, session, patient) -> None:
+    s = services
+    msg = s.notices.build(
+        "suspended", sender=s.addresses.header_address(s.cfg.practice.name,
+                                                       s.addresses.portal),
+        to=s.addresses.header_address(patient.display_name, patient.email),
+        domain=s.addresses.domain, headers={"Auto-Submitted": "auto-generated"},
+        patient_name=patient.display_name, suspend_reason=patient.suspend_reason,
+        **practice_context(s.cfg))
+    outbox.enqueue(session, s.addresses, msg, patient.email, "suspended", None, patient.id)
+
+
+def cmd_activate(args) -> int:
+    return _change(args, ("roster", "invited", "active"), "active")
+
+
+def cmd_suspend(args) -> int:
+    return _change(args, ("roster", "invited", "active", "suspended"), "suspended",
+                   args.reason)
+
+
+def cmd_reinstate(args) -> int:
+    return _change(args, ("suspended",), "active")

@@ -1,0 +1,276 @@
+"""config.toml -> validated, typed settings.
+
+Every error names the file and the field (``config.toml: [smtp] inbound_port: ...``).
+A string value of the form ``"env:NAME"`` is read from the environment variable NAME,
+so secrets need not sit in the file.  Relative paths are relative to the config file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CONFIG = "config.toml"
+ENV_CONFIG = "PORTAL_GATEWAY_CONFIG"
+CATEGORIES = ("appointment", "medical_question", "results", "billing", "surgery",
+              "demographics", "emergency", "other")
+
+
+class ConfigError(Exception):
+    """A problem with the configuration, naming file and field."""
+
+
+@dataclass
+class GatewaySection:
+    domain: str = "portal.example.org"
+    data_dir: str = "var"
+    separator: str = "+"
+    hostname: str = "portal.example.org"
+    rules_dir: str = "rules"
+    templates_dir: str = "templates"
+    portal_url: str = "https://portal.example.org"
+    log_level: str = "INFO"
+
+
+@dataclass
+class DatabaseSection:
+    url: str = ""  # empty: SQLite file under the data dir
+
+
+@dataclass
+class SmtpSection:
+    inbound_host: str = "127.0.0.1"
+    inbound_port: int = 2525
+    submission_host: str = "127.0.0.1"
+    submission_port: int = 2587
+    max_message_bytes: int = 25 * 1024 * 1024
+    max_recipients: int = 20
+    session_timeout_seconds: float = 300.0
+
+
+@dataclass
+class HttpSection:
+    host: str = "127.0.0.1"
+    port: int = 8025
+
+
+@dataclass
+class DeliverySection:
+    mode: str = "maildir"  # maildir | relay
+    maildir_dir: str = ""  # empty: <data dir>/maildir
+    poll_seconds: float = 1.0
+    max_age_hours: float = 72.0
+    relay_host: str = "127.0.0.1"
+    relay_port: int = 25
+    relay_tls: str = "starttls"  # starttls | implicit | none
+    relay_username: str = ""
+    relay_password: str = ""
+
+
+@dataclass
+class PracticeSection:
+    name: str = "Example Women's Health"
+    office_phone: str = "(555) 010-0100"
+    office_hours: str = "Monday to Friday, 8 a.m. to 5 p.m."
+    after_hours_line: str = "(555) 010-0199"
+    after_hours_name: str = "Example Community Hospital"
+    timezone: str = "America/Los_Angeles"
+
+
+@dataclass
+class PolicySection:
+    allowed_states: list = field(default_factory=lambda: ["CA"])
+    reply_within_hours: float = 72.0
+    reminder_offsets_hours: list = field(default_factory=lambda: [24, 4])
+    require_aligned_auth: bool = False
+    trusted_authserv_ids: list = field(default_factory=list)
+    invite_lifetime_days: float = 7.0
+
+
+@dataclass
+class RoutingSection:
+    triage: str = "triage@practice.example.org"
+    on_call: str = "oncall@practice.example.org"
+    supervisor: str = "supervisor@practice.example.org"
+    security: str = "security@practice.example.org"
+    subject_prefix: str = "[Portal: {category}]"
+    urgent_subject_prefix: str = "[URGENT Portal: {category}]"
+    categories: dict = field(default_factory=dict)
+
+
+@dataclass
+class StaffSection:
+    addresses: list = field(default_factory=list)
+    domains: list = field(default_factory=list)
+    trim_quoted: bool = True
+
+
+@dataclass
+class NotificationsSection:
+    kinds: list = field(default_factory=lambda: ["lab_result", "radiology_result",
+                                                 "appointment_reminder", "statement",
+                                                 "surgery_scheduling", "message"])
+
+
+SECTIONS = {
+    "gateway": GatewaySection, "database": DatabaseSection, "smtp": SmtpSection,
+    "http": HttpSection, "delivery": DeliverySection, "practice": PracticeSection,
+    "policy": PolicySection, "routing": RoutingSection, "staff": StaffSection,
+    "notifications": NotificationsSection,
+}
+
+
+@dataclass
+class Config:
+    path: Path
+    gateway: GatewaySection
+    database: DatabaseSection
+    smtp: SmtpSection
+    http: HttpSection
+    delivery: DeliverySection
+    practice: PracticeSection
+    policy: PolicySection
+    routing: RoutingSection
+    staff: StaffSection
+    notifications: NotificationsSection
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.resolve(self.gateway.data_dir)
+
+    @property
+    def maildir_root(self) -> Path:
+        return self.resolve(self.delivery.maildir_dir) if self.delivery.maildir_dir \
+            else self.data_dir / "maildir"
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.resolve(self.gateway.rules_dir)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.resolve(self.gateway.templates_dir)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.data_dir / 'gateway.sqlite3'}"
+
+    def team_for(self, category: str) -> list[str]:
+        teams = self.routing.categories.get(category) or []
+        return list(teams) or [self.routing.triage]
+
+
+def _type_name(tp) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            list: "a list", dict: "a table"}.get(tp, str(tp))
+
+
+def _coerce(value, tp, where: str):
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        value = os.environ[name]
+        if tp is int:
+            try:
+                return int(value)
+            except ValueError:
+                raise ConfigError(f"{where}: {name} must hold an integer") from None
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def _build_section(name: str, cls, raw: dict, fname: str):
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{fname}: [{name}]: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        where = f"{fname}: [{name}] {key}"
+        if key not in known:
+            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
+        values[key] = _coerce(value, hints[key], where)
+    return cls(**values)
+
+
+def _validate(cfg: Config, fname: str) -> None:
+    def err(section, key, msg):
+        raise ConfigError(f"{fname}: [{section}] {key}: {msg}")
+
+    if cfg.delivery.mode not in ("maildir", "relay"):
+        err("delivery", "mode", f"must be 'maildir' or 'relay', got {cfg.delivery.mode!r}")
+    if cfg.delivery.relay_tls not in ("starttls", "implicit", "none"):
+        err("delivery", "relay_tls", "must be 'starttls', 'implicit' or 'none'")
+    for cat, teams in cfg.routing.categories.items():
+        if cat not in CATEGORIES:
+            err("routing.categories", cat, f"unknown category (known: {', '.join(CATEGORIES)})")
+        if isinstance(teams, str):
+            cfg.routing.categories[cat] = teams = [teams]
+        if not isinstance(teams, list) or not all(isinstance(t, str) and "@" in t for t in teams):
+            err("routing.categories", cat, "expected a list of e-mail addresses")
+    for key in ("triage", "on_call", "supervisor", "security"):
+        if "@" not in getattr(cfg.routing, key):
+            err("routing", key, "expected an e-mail address")
+    if cfg.smtp.max_message_bytes <= 0:
+        err("smtp", "max_message_bytes", "must be positive")
+    if cfg.policy.reply_within_hours <= 0:
+        err("policy", "reply_within_hours", "must be positive")
+    if len(cfg.gateway.separator) != 1:
+        err("gateway", "separator", "must be a single character")
+    if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):
+        err("policy", "allowed_states", "expected two-letter state codes")
+
+
+def config_path(explicit: str | None = None) -> Path:
+    return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG).absolute()
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Read and validate a config file; `overrides` (section -> dict) is merged on top."""
+    p = config_path(str(path) if path else None)
+    fname = str(p)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{fname}: file not found (copy config.example.toml)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{fname}: {e}") from None
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    return build_config(raw, p)
+
+
+def build_config(raw: dict, path: Path) -> Config:
+    """Validate parsed TOML; `path` is where it came from (relative paths start there)."""
+    fname = str(path)
+    for section in raw:
+        if section not in SECTIONS:
+            raise ConfigError(f"{fname}: [{section}]: unknown section "
+                              f"(known: {', '.join(SECTIONS)})")
+    built = {name: _build_section(name, cls, raw.get(name, {}), fname)
+             for name, cls in SECTIONS.items()}
+    cfg = Config(path=path, **built)
+    _validate(cfg, fname)
+    return cfg

@@ -1,0 +1,1 @@
+"""Delivery backends for the outbox: Maildir (embedded default) and SMTP relay."""

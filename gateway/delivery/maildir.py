@@ -1,0 +1,57 @@
+"""Maildir delivery: ``<root>/<recipient address>/{tmp,new,cur}``.
+
+The file name is derived from the outbox row, so a delivery repeated after a crash
+(written, but not yet marked sent) finds its own earlier file and does not double.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+def folder_for(root: Path, recipient: str) -> Path:
+    name = recipient.strip().lower().replace("/", "%2F")
+    if not name or name.startswith("."):
+        raise PermanentFailure("recipient cannot name a Maildir folder")
+    return root / name
+
+
+def _ensure(folder: Path) -> None:
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MaildirDelivery:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.host = socket.gethostname().replace("/", "_").replace(":", "_") or "localhost"
+
+    def deliver(self, outbox_id: int, created_epoch: int, recipient: str, raw: bytes) -> Path:
+        folder = folder_for(self.root, recipient)
+        _ensure(folder)
+        base = f"{created_epoch}.Q{outbox_id}.{self.host}"
+        for existing in (folder / "new" / base, *(folder / "cur").glob(base + ":*")):
+            if existing.exists():
+                return existing
+        tmp = folder / "tmp" / base
+        with open(tmp, "wb") as fh:
+            fh.write(raw.replace(b"\r\n", b"\n"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        final = folder / "new" / base
+        os.replace(tmp, final)
+        _fsync_dir(folder / "new")
+        return final

@@ -1,0 +1,39 @@
+"""The durable outbox: every mail the gateway sends is a row here, written in the same
+transaction as the event that caused it, and delivered later by the worker
+(gateway.delivery).  The return path is ``bounces+TOKEN@DOMAIN`` (VERP)."""
+from __future__ import annotations
+
+import datetime as dt
+from email.message import EmailMessage
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.addresses import Addresses, new_token
+from gateway.models import Outbox, Token, utcnow
+
+
+def enqueue(session: Session, addresses: Addresses, msg: EmailMessage, recipient: str,
+            kind: str, thread_id: int | None = None, patient_id: int | None = None) -> Outbox:
+    token = new_token()
+    row = Outbox(kind=kind, recipient=recipient.lower(),
+                 mail_from=addresses.make("bounces", token), raw=b"",
+                 thread_id=thread_id, patient_id=patient_id, next_attempt_at=utcnow())
+    session.add(row)
+    session.flush()
+    session.add(Token(token=token, purpose="bounces", outbox_id=row.id))
+    msg["X-Portal-Outbox"] = str(row.id)
+    row.raw = msg.as_bytes()
+    return row
+
+
+def stats(session: Session) -> dict:
+    depth = session.scalar(select(func.count()).select_from(Outbox)
+                           .where(Outbox.state == "queued")) or 0
+    oldest = session.scalar(select(func.min(Outbox.created_at)).where(Outbox.state == "queued"))
+    age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+    return {"depth": depth, "oldest_age_seconds": age}
+
+
+def backoff(attempts: int, base: float = 60.0, cap: float = 3600.0) -> dt.timedelta:
+    return dt.timedelta(seconds=min(cap, base * (2 ** max(0, attempts - 1))))

@@ -1,0 +1,121 @@
+"""The patient directory: look-ups, roster import, status changes."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.addresses import normalize
+from gateway.models import Patient
+
+STATUSES = ("roster", "invited", "active", "suspended")
+COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
+
+
+def by_email(session: Session, address: str | None) -> Patient | None:
+    norm = normalize(address) if address else None
+    if not norm:
+        return None
+    return session.scalars(select(Patient).where(Patient.email == norm)
+                           .order_by(Patient.id)).first()
+
+
+def by_account(session: Session, account: str) -> Patient | None:
+    return session.scalar(select(Patient).where(Patient.account_number == account.strip()))
+
+
+def is_admissible(patient: Patient | None, allowed_states) -> bool:
+    """Only active patients, living in an allowed state, with a deliverable address."""
+    return (patient is not None and patient.status == "active"
+            and patient.state.upper() in {s.upper() for s in allowed_states}
+            and not patient.undeliverable)
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _row_error(row: dict) -> str | None:
+    missing = [c for c in COLUMNS if c != "email" and not (row.get(c) or "").strip()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    state = row["state"].strip()
+    if len(state) != 2 or not state.isalpha():
+        return f"state must be a two-letter code, got {state!r}"
+    email = (row.get("email") or "").strip()
+    if email and not normalize(email):
+        return f"invalid email address {email!r}"
+    return None
+
+
+def import_roster(session: Session, text: str, actor: str = "cli") -> ImportReport:
+    """Idempotent roster import; a bad row is reported by its line, good rows go in."""
+    report = ImportReport()
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    absent = [c for c in COLUMNS if c not in header]
+    if absent:
+        report.errors.append((1, f"header lacks column(s): {', '.join(absent)}"))
+        return report
+    reader.fieldnames = header
+    seen: set[str] = set()
+    for row in reader:
+        line = reader.line_num
+        problem = _row_error(row)
+        acct = (row.get("account_number") or "").strip()
+        if not problem and acct in seen:
+            problem = f"account {acct} appears twice in this file"
+        if problem:
+            report.errors.append((line, problem))
+            continue
+        seen.add(acct)
+        _upsert(session, row, report, actor)
+    return report
+
+
+def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> None:
+    acct = row["account_number"].strip()
+    values = {"first_name": row["first_name"].strip(), "last_name": row["last_name"].strip(),
+              "email": normalize(row["email"]) if (row.get("email") or "").strip() else None,
+              "state": row["state"].strip().upper()}
+    patient = by_account(session, acct)
+    if patient is None:
+        patient = Patient(account_number=acct, status="roster", **values)
+        session.add(patient)
+        session.flush()
+        report.added += 1
+        audit.record(session, actor, "patient.imported", "patient", acct, patient.id)
+        return
+    changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
+    if not changed:
+        report.unchanged += 1
+        return
+    for k, v in changed.items():
+        setattr(patient, k, v)
+    if "email" in changed:  # a corrected address is worth trying again
+        patient.undeliverable, patient.hard_bounces = False, 0
+    report.updated += 1
+    audit.record(session, actor, "patient.updated", "patient", acct, patient.id,
+                 fields=sorted(changed))
+
+
+def set_status(session: Session, patient: Patient, status: str, actor: str,
+               reason: str | None = None) -> None:
+    old = patient.status
+    patient.status = status
+    patient.suspend_reason = reason if status == "suspended" else None
+    audit.record(session, actor, f"patient.{status}", "patient", patient.account_number,
+                 patient.id, previous=old)
+
+
+def counts(session: Session) -> dict:
+    rows = session.execute(select(Patient.status, func.count()).group_by(Patient.status))
+    return {status: n for status, n in rows}

@@ -1,0 +1,90 @@
+"""The inbound pipeline: one entry point (`ingest`) for every door (SMTP, IMAP).
+
+A message passes an ordered list of small steps, read top to bottom.  A step either
+changes the context or raises `Reject` (a decision: the sender gets that SMTP reply).
+All steps for all recipients run in one database transaction: when `ingest` returns, the
+message, its attachment log, its thread and every mail it causes are committed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+
+from gateway.addresses import LocalAddress
+from gateway.decisions import UNKNOWN_RECIPIENT, Reject
+from gateway.steps import (acknowledge, admit, bounce, classify, loops, parse, route,
+                           store, strip, thread)
+
+log = logging.getLogger("gateway.pipeline")
+
+@dataclass
+class Inbound:
+    """What a door hands to the pipeline."""
+    raw: bytes
+    mail_from: str
+    rcpt_tos: list[str]
+    source: str = "smtp"
+    session_id: str = "-"
+    envelope_rewritten: bool = False
+
+
+@dataclass
+class Context:
+    """Everything the steps learn about one message for one of our addresses."""
+    services: object
+    session: object
+    inbound: Inbound
+    local: LocalAddress
+    msg: EmailMessage | None = None
+    defects: list = field(default_factory=list)
+    sender: str | None = None
+    patient: object = None
+    token_thread: object = None
+    automatic: bool = False
+    stripped: object = None
+    new_text: str = ""
+    history: str = ""
+    classification: object = None
+    thread: object = None
+    message: object = None
+    outbox_ids: list = field(default_factory=list)
+
+
+# The patient chain, read top to bottom (admit sender -> strip -> classify -> store -> route).
+PATIENT_STEPS = (
+    parse.parse_message,
+    admit.admit_patient,
+    loops.detect_automatic,
+    strip.strip_attachments,
+    classify.classify_message,
+    thread.attach_thread,
+    store.store_message,
+    route.route_to_staff,
+    acknowledge.acknowledge_patient,
+)
+
+# Delivery status notifications for one outbound mail (VERP).
+BOUNCE_STEPS = (
+    parse.parse_message,
+    bounce.record_bounce,
+)
+
+CHAINS = {"portal": PATIENT_STEPS, "reply": PATIENT_STEPS, "bounces": BOUNCE_STEPS}
+
+
+def ingest(services, inbound: Inbound) -> list[Context]:
+    """Run every recipient's chain in one transaction; raises Reject or lets errors out."""
+    contexts = []
+    with services.transaction() as session:
+        for rcpt in dict.fromkeys(r.lower() for r in inbound.rcpt_tos):
+            local = services.addresses.parse(rcpt)
+            chain = CHAINS.get(local.purpose) if local else None
+            if chain is None:
+                raise Reject(UNKNOWN_RECIPIENT, "unknown-recipient")
+            ctx = Context(services=services, session=session, inbound=inbound, local=local)
+            for step in chain:
+                step(ctx)
+            contexts.append(ctx)
+    services.committed()
+    return contexts

@@ -1,0 +1,55 @@
+"""What every part of the gateway shares: config, database, addresses, templates, rules."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway import db
+from gateway.addresses import Addresses
+from gateway.classification import Classifier
+from gateway.config import Config
+from gateway.notices import Notices
+
+
+@dataclass
+class Services:
+    cfg: Config
+    engine: Engine
+    factory: sessionmaker[Session]
+    addresses: Addresses
+    notices: Notices
+    classifier: Classifier
+    on_commit: list[Callable[[], None]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, cfg: Config, migrate: bool = True) -> "Services":
+        engine = db.make_engine(cfg.database_url)
+        if migrate:
+            db.ensure_schema(engine)
+        return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
+                   addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
+                   notices=Notices(cfg.templates_dir),
+                   classifier=Classifier.load(cfg.rules_dir))
+
+    def transaction(self):
+        return db.transaction(self.factory)
+
+    def committed(self) -> None:
+        """Tell listeners (the outbox worker) that new rows are committed."""
+        for callback in list(self.on_commit):
+            callback()
+
+    def reload(self) -> None:
+        """Reload rules and templates; on error the old ones stay and the error is raised."""
+        classifier = Classifier.load(self.cfg.rules_dir)
+        notices = Notices(self.cfg.templates_dir)
+        with self._lock:
+            self.classifier, self.notices = classifier, notices
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,57 @@
+"""Step: send the staff copy to the category's team(s), and to on-call when urgent (§7).
+
+The staff copy is a new message built from the extracted text, never the original with
+parts cut out.  All copies of one thread reference one thread id, so staff mail clients
+group them.
+"""
+from __future__ import annotations
+
+from gateway import outbox
+from gateway.clock import human, rfc5322
+from gateway.steps.classify import subject_of
+from gateway.steps.thread import thread_token
+
+
+def removed_names(stripped) -> list[str]:
+    return [item.filename or f"(unnamed {item.declared_type})" for item in stripped.removed]
+
+
+def staff_recipients(cfg, category: str, urgent: bool) -> list[str]:
+    teams = cfg.team_for(category)
+    if urgent:
+        teams = teams + [cfg.routing.on_call]
+    return list(dict.fromkeys(t.lower() for t in teams))
+
+
+def route_to_staff(ctx) -> None:
+    s, cfg, cls, thread = ctx.services, ctx.services.cfg, ctx.classification, ctx.thread
+    prefix = (cfg.routing.urgent_subject_prefix if cls.urgent
+              else cfg.routing.subject_prefix).format(category=cls.category)
+    staff_addr = s.addresses.make("staff", thread_token(ctx.session, thread, "staff"))
+    tz = cfg.practice.timezone
+    thread_ref = f"<thread.{thread.public_id}@{s.addresses.domain}>"
+    headers = {
+        "Reply-To": staff_addr, "X-Portal-Category": cls.category,
+        "X-Portal-Urgent": "yes" if cls.urgent else "no",
+        "X-Portal-Thread": thread.public_id, "X-Portal-Due": rfc5322(thread.due_at, tz),
+        "X-Portal-Rules": " ".join(cls.rule_ids) or "none",
+        "X-Portal-Attachments-Removed": str(len(ctx.stripped.removed)),
+        "References": thread_ref, "In-Reply-To": thread_ref,
+    }
+    if cls.urgent:
+        headers.update({"Importance": "high", "X-Priority": "1 (Highest)"})
+    patient = ctx.patient
+    for rcpt in staff_recipients(cfg, cls.category, cls.urgent):
+        msg = s.notices.build(
+            "staff_copy", sender=s.addresses.header_address(patient.display_name,
+                                                            s.addresses.portal),
+            to=rcpt, domain=s.addresses.domain, headers=headers,
+            subject_prefix=prefix, subject=subject_of(ctx.msg) or "(no subject)",
+            urgent=cls.urgent, category=cls.category, text=ctx.new_text,
+            history=ctx.history, removed_files=removed_names(ctx.stripped),
+            patient_name=patient.display_name, account_number=patient.account_number,
+            rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",
+            due=human(thread.due_at, tz))
+        row = outbox.enqueue(ctx.session, s.addresses, msg, rcpt, "staff_copy",
+                             thread.id, patient.id)
+        ctx.outbox_ids.append(row.id)

@@ -1,0 +1,54 @@
+"""Step: open a thread for a new conversation, or continue the token's thread.
+
+The reply clock (`reply_within_hours`) starts at the patient's message; a thread that was
+answered, closed or only waiting for a reply to a notification gets a new clock.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from gateway.addresses import new_token
+from gateway.clock import utcnow
+from gateway.models import Thread, Token
+
+
+def open_thread(session, patient_id: int, kind: str | None, state: str) -> Thread:
+    thread = Thread(public_id=new_token(), patient_id=patient_id, kind=kind, state=state)
+    session.add(thread)
+    session.flush()
+    for purpose in ("reply", "staff"):
+        session.add(Token(token=new_token(), purpose=purpose, thread_id=thread.id,
+                          patient_id=patient_id))
+    return thread
+
+
+def thread_token(session, thread: Thread, purpose: str) -> str:
+    token = session.scalar(select(Token.token).where(Token.thread_id == thread.id,
+                                                     Token.purpose == purpose))
+    if token is None:
+        token = new_token()
+        session.add(Token(token=token, purpose=purpose, thread_id=thread.id,
+                          patient_id=thread.patient_id))
+    return token
+
+
+def attach_thread(ctx) -> None:
+    cls = ctx.classification
+    thread = ctx.token_thread or open_thread(ctx.session, ctx.patient.id, None, "open")
+    now = utcnow()
+    if thread.due_at is None or thread.state != "open":
+        thread.due_at = now + dt.timedelta(hours=ctx.services.cfg.policy.reply_within_hours)
+        thread.state = "open"
+        thread.answered_at = None
+    if cls.urgent or thread.category in (None, "other"):
+        thread.category = cls.category
+    thread.urgent = thread.urgent or cls.urgent
+    thread.team = ", ".join(ctx.services.cfg.team_for(thread.category))
+    message_id = str(ctx.msg.get("Message-ID", "") or "").strip()
+    if message_id:
+        thread.last_message_id = message_id[:998]
+        chain = ((thread.ref_chain or "") + " " + message_id).split()
+        thread.ref_chain = " ".join(chain[-20:])
+    ctx.thread = thread

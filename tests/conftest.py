@@ -1,0 +1,138 @@
+"""Shared fixtures: a real database (SQLite and PostgreSQL), a real gateway on port 0."""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from gateway.config import load_config
+from gateway.db import make_engine, upgrade as db_upgrade
+from gateway.services import Services
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI") == "true"
+RULES = os.environ.get("PORTAL_TEST_RULES_DIR", str(ROOT / "rules"))  # TEMP until rules land
+
+
+def _pg_engine(url: str):
+    return create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    try:
+        engine = _pg_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return True
+    except Exception as e:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required in CI and is not reachable: {e}")
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path, pg_available):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'gateway.sqlite3'}"
+        return
+    if not pg_available:
+        pytest.skip("PostgreSQL not reachable (it is required with CI=true)")
+    schema = "t_" + secrets.token_hex(6)
+    admin = _pg_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"create schema {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"drop schema {schema} cascade"))
+    admin.dispose()
+
+
+CONFIG = """
+[gateway]
+domain = "portal.example.org"
+data_dir = "{data}"
+rules_dir = "{rules}"
+templates_dir = "{root}/templates"
+[database]
+url = "{db}"
+[smtp]
+inbound_port = 0
+submission_port = 0
+max_message_bytes = {max_bytes}
+[http]
+port = 0
+[delivery]
+poll_seconds = 0.05
+[routing.categories]
+appointment = ["frontdesk@practice.example.org"]
+medical_question = ["nurses@practice.example.org"]
+results = ["nurses@practice.example.org"]
+billing = ["billing@practice.example.org"]
+surgery = ["surgery@practice.example.org"]
+demographics = ["frontdesk@practice.example.org"]
+emergency = ["nurses@practice.example.org"]
+[staff]
+domains = ["practice.example.org"]
+"""
+
+
+def write_config(tmp_path: Path, db: str, max_bytes: int = 1024 * 1024) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(data=tmp_path / "var", root=ROOT, db=db, rules=RULES,
+                                  max_bytes=max_bytes))
+    return path
+
+
+def migrate(url: str) -> None:
+    """What `portal-gateway db upgrade` does; PostgreSQL is never migrated implicitly."""
+    engine = make_engine(url)
+    db_upgrade(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def config(tmp_path, db_url):
+    migrate(db_url)
+    return load_config(write_config(tmp_path, db_url))
+
+
+@pytest.fixture
+def services(config):
+    s = Services.create(config)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+async def gateway(services):
+    from gateway.app import Gateway
+    gw = Gateway(services, inbound_port=0)
+    await gw.start()
+    yield gw
+    await gw.stop(deadline=5)
+
+
+def maildir_files(root: Path, address: str) -> list[Path]:
+    folder = root / address.lower() / "new"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+async def wait_for_mail(root: Path, address: str, count: int = 1,
+                        timeout: float = 10.0) -> list[Path]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        files = maildir_files(root, address)
+        if len(files) >= count:
+            return files
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {count} mail(s) for {address}, "
+                         f"found {len(maildir_files(root, address))}")

@@ -1,0 +1,144 @@
+"""The portal-gateway command as ops run it: a real process, a real config file."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, write_config
+
+CLI = str(Path(sys.executable).parent / "portal-gateway")
+EMAIL_DATA = Path(__import__("test.test_email", fromlist=["x"]).__file__).parent / "data"
+
+
+def run(config: Path, *args, check=True, cwd=None):
+    proc = subprocess.run([CLI, "--config", str(config), *args],
+                          capture_output=True, text=True, cwd=cwd or ROOT, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} exited {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def cfg_path(tmp_path, db_url):
+    path = write_config(tmp_path, db_url)
+    run(path, "db", "upgrade")
+    return path
+
+
+def test_patients_import_activate_suspend_list(cfg_path, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("account_number,first_name,last_name,email,state\n"
+                      "1001,Ana,Lopez,ana@example.com,CA\n1002,Bo,Bad,nope,CA\n"
+                      "1003,Nev,Ada,nev@example.com,NV\n")
+    proc = run(cfg_path, "patients", "import", str(roster), check=False)
+    assert proc.returncode == 1
+    assert f"{roster}:3: invalid email address" in proc.stderr
+    assert "2 added" in proc.stdout
+    run(cfg_path, "patients", "activate", "1001")
+    refused = run(cfg_path, "patients", "activate", "1003", check=False)
+    assert refused.returncode == 1 and "NV" in refused.stderr
+    rows = [json.loads(line) for line in
+            run(cfg_path, "patients", "list", "--json").stdout.splitlines()]
+    assert {r["account_number"]: r["status"] for r in rows} == {"1001": "active",
+                                                               "1003": "roster"}
+    run(cfg_path, "patients", "suspend", "1001", "--reason", "abusive messages")
+    run(cfg_path, "patients", "reinstate", "1001")
+    table = run(cfg_path, "patients", "list").stdout
+    assert "ACCOUNT_NUMBER" in table and "1001" in table and "active" in table
+    missing = run(cfg_path, "patients", "activate", "9999", check=False)
+    assert missing.returncode == 1 and "no patient" in missing.stderr
+
+
+def test_check_config_names_file_and_field(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text('[smtp]\ninbound_port = "twenty-five"\n')
+    proc = run(bad, "check-config", check=False)
+    assert proc.returncode != 0
+    assert str(bad) in proc.stderr and "[smtp] inbound_port" in proc.stderr
+    bad.write_text('[smtp]\nbogus_key = 1\n')
+    proc = run(bad, "check-config", check=False)
+    assert "[smtp] bogus_key: unknown key" in proc.stderr
+
+
+def test_example_config_passes_check_config(tmp_path):
+    cfg = tmp_path / "config.toml"
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace('rules_dir = "rules"', f'rules_dir = "{ROOT}/rules"')
+    text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"')
+    cfg.write_text(text)
+    proc = run(cfg, "check-config", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_inspect_json_on_pythons_email_test_messages(tmp_path):
+    files = sorted(str(p) for p in EMAIL_DATA.iterdir() if p.is_file())
+    assert len(files) > 30
+    broken = tmp_path / "missing.eml"
+    proc = run(tmp_path / "absent.toml", "inspect", "--json", *files, str(broken),
+               check=False, cwd=tmp_path)
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == len(files) + 1
+    assert rows[-1]["file"] == str(broken) and "error" in rows[-1]
+    for row in rows[:-1]:
+        assert "error" not in row, row
+        assert set(row) >= {"file", "category", "urgent", "rules", "attachments", "text"}
+    assert proc.returncode == 1  # one file could not be read
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_end_to_end_from_the_readme(tmp_path):
+    """The newcomer's story: import, activate, mail in, read the Maildir."""
+    import smtplib
+    import time
+    from tests.helpers import patient_mail
+    cfg = tmp_path / "config.toml"
+    port = free_port()
+    text = (ROOT / "config.example.toml").read_text()
+    text = text.replace("inbound_port = 2525", f"inbound_port = {port}")
+    text = text.replace('rules_dir = "rules"', f'rules_dir = "{ROOT}/rules"')
+    text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"')
+    cfg.write_text(text)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("account_number,first_name,last_name,email,state\n"
+                      "1001,Ana,Lopez,ana@example.com,CA\n")
+    run(cfg, "patients", "import", str(roster))
+    run(cfg, "patients", "activate", "1001")
+    server = subprocess.Popen([CLI, "--config", str(cfg),
+                               "serve"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with client:
+            client.send_message(patient_mail(), "ana@example.com",
+                                ["portal@portal.example.org"])
+        maildir = tmp_path / "var" / "maildir"
+        for _ in range(100):
+            staff = list((maildir / "frontdesk@practice.example.org" / "new").glob("*"))
+            ack = list((maildir / "ana@example.com" / "new").glob("*"))
+            if staff and ack:
+                break
+            time.sleep(0.1)
+        assert len(staff) == 1 and len(ack) == 1
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    for line in err.splitlines():  # every log line is JSON and names no patient
+        entry = json.loads(line)
+        assert "ana@example.com" not in line and "Lopez" not in line, entry

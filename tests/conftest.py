@@ -17,7 +17,6 @@ from gateway.services import Services
 ROOT = Path(__file__).resolve().parents[1]
 PG_URL = os.environ.get("PORTAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI") == "true"
-RULES = os.environ.get("PORTAL_TEST_RULES_DIR", str(ROOT / "rules"))  # TEMP until rules land
 
 
 def _pg_engine(url: str):
@@ -60,7 +59,7 @@ CONFIG = """
 [gateway]
 domain = "portal.example.org"
 data_dir = "{data}"
-rules_dir = "{rules}"
+rules_dir = "{root}/rules"
 templates_dir = "{root}/templates"
 [database]
 url = "{db}"
@@ -87,7 +86,7 @@ domains = ["practice.example.org"]
 
 def write_config(tmp_path: Path, db: str, max_bytes: int = 1024 * 1024) -> Path:
     path = tmp_path / "config.toml"
-    path.write_text(CONFIG.format(data=tmp_path / "var", root=ROOT, db=db, rules=RULES,
+    path.write_text(CONFIG.format(data=tmp_path / "var", root=ROOT, db=db,
                                   max_bytes=max_bytes))
     return path
 

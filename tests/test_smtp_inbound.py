@@ -229,3 +229,15 @@ async def test_attachments_removed_logged_and_absent_from_every_mail(services, g
         assert att.size == len(pdf) and len(att.sha256) == 64
         import hashlib
         assert att.sha256 == hashlib.sha256(pdf).hexdigest()
+
+
+async def test_header_that_breaks_the_parser_is_still_handled(services, gateway):
+    add_patient(services)
+    raw = (b"From: Ana <ana@example.com>\r\nTo: portal@portal.example.org\r\n"
+           b"Subject: appointment\r\nContent-Type: text/plain; title*\r\n\r\n"
+           b"Can I reschedule my appointment?\r\n")
+    result = await smtp_send(gateway.inbound_port, "ana@example.com", [PORTAL], raw)
+    assert result[:2] == ("DATA", 250)
+    staff = read((await wait_for_mail(services.cfg.maildir_root,
+                                      "frontdesk@practice.example.org"))[0])
+    assert "reschedule my appointment" in staff.get_content()

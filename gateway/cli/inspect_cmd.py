@@ -2,8 +2,6 @@
 offline: nothing is stored or sent."""
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 from pathlib import Path
 
@@ -25,7 +23,8 @@ def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None) -> di
     from gateway.classification import split_reply
     from gateway.content.strip import strip_message
     from gateway.steps.classify import subject_of
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    from gateway.steps.parse import parse_bytes
+    msg, _ = parse_bytes(raw)
     stripped = strip_message(msg)
     new_text, history = split_reply(stripped.text)
     cls = classifier.classify(new_text, subject=subject_of(msg), context_kind=context_kind)

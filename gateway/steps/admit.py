@@ -7,12 +7,16 @@ be the same patient.  Every refusal uses the one uniform text.
 """
 from __future__ import annotations
 
-from sqlalchemy import select
+from email.headerregistry import HeaderRegistry
+
 
 from gateway import patients
 from gateway.addresses import normalize
 from gateway.decisions import REFUSED_SENDER, UNKNOWN_RECIPIENT, Reject
 from gateway.models import Thread, Token
+
+
+_REGISTRY = HeaderRegistry()
 
 
 def header_sender(msg) -> str | None:
@@ -22,7 +26,9 @@ def header_sender(msg) -> str | None:
         return None
     try:
         header = values[0]
-        addresses = getattr(header, "addresses", ())
+        if not hasattr(header, "addresses"):  # a message parsed with the lenient policy
+            header = _REGISTRY("from", str(header))
+        addresses = header.addresses
         if len(addresses) != 1 or getattr(header, "defects", ()):
             return None
         addr = addresses[0].addr_spec

@@ -1,0 +1,164 @@
+"""Loading and validating the rule files (``rules/*.toml``)."""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import re
+import tomllib
+
+from .model import CATEGORIES, Rule, RuleError, Settings
+from .text import Term, TermSet, pattern_terms, phrase_term
+
+RULE_KEYS = {"id", "category", "weight", "reason", "phrases", "patterns",
+             "requires", "requires_patterns", "except", "negatable", "subject"}
+REQUIRED_KEYS = ("id", "category", "weight", "reason")
+TOP_KEYS = {"rule", "settings", "context"}
+SETTING_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"context"}
+ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_WEIGHT = 100.0
+
+
+def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
+    """Read every ``*.toml`` in *rules_dir* (sorted by name) and validate it."""
+    rules_dir = pathlib.Path(rules_dir)
+    if not rules_dir.is_dir():
+        raise RuleError(str(rules_dir), "rules directory not found")
+    files = sorted(rules_dir.glob("*.toml"))
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    overrides: dict = {}
+    context: dict = {}
+    for path in files:
+        data = _read_toml(path)
+        name = str(path)
+        unknown = set(data) - TOP_KEYS
+        if unknown:
+            raise RuleError(name, f"unknown top-level key(s): {', '.join(sorted(unknown))} "
+                            "(expected [[rule]], [settings], [context])")
+        overrides.update(_settings_table(name, data.get("settings", {}), overrides))
+        context.update(_context_table(name, data.get("context", {}), context))
+        for rule in _rule_tables(name, data.get("rule", [])):
+            if rule.id in seen:
+                raise RuleError(name, f"duplicate rule id (already defined in {seen[rule.id]})",
+                                rule.id)
+            seen[rule.id] = name
+            rules.append(rule)
+    if not rules:
+        raise RuleError(str(rules_dir), "no rules found (expected *.toml files with [[rule]])")
+    settings = Settings(**overrides)
+    if context:
+        settings = dataclasses.replace(settings, context={**settings.context, **context})
+    return rules, settings
+
+
+def _read_toml(path: pathlib.Path) -> dict:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(str(path), f"not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(str(path), f"cannot read: {exc}") from None
+
+
+def _settings_table(name: str, table, already: dict) -> dict:
+    if not isinstance(table, dict):
+        raise RuleError(name, "[settings] must be a table")
+    out = {}
+    for key, value in table.items():
+        if key not in SETTING_KEYS:
+            raise RuleError(name, f"[settings]: unknown key {key!r} "
+                            f"(known: {', '.join(sorted(SETTING_KEYS))})")
+        if key in already:
+            raise RuleError(name, f"[settings]: {key!r} is set in more than one file")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise RuleError(name, f"[settings]: {key!r} must be a number >= 0")
+        out[key] = float(value)
+    return out
+
+
+def _context_table(name: str, table, already: dict) -> dict:
+    if not isinstance(table, dict):
+        raise RuleError(name, "[context] must be a table of notification kind = category")
+    for kind, category in table.items():
+        if kind in already:
+            raise RuleError(name, f"[context]: kind {kind!r} is set in more than one file")
+        if category not in CATEGORIES:
+            raise RuleError(name, f"[context]: kind {kind!r}: unknown category {category!r}")
+    return dict(table)
+
+
+def _rule_tables(name: str, tables) -> list[Rule]:
+    if not isinstance(tables, list):
+        raise RuleError(name, "'rule' must be written as [[rule]] tables")
+    return [_build_rule(name, i, t) for i, t in enumerate(tables, 1)]
+
+
+def _build_rule(name: str, index: int, table) -> Rule:
+    if not isinstance(table, dict):
+        raise RuleError(name, f"rule #{index} is not a table")
+    rid = table.get("id")
+    label = rid if isinstance(rid, str) and rid else f"#{index}"
+
+    def fail(msg: str):
+        raise RuleError(name, msg, label)
+
+    for key in REQUIRED_KEYS:
+        if key not in table:
+            fail(f"missing required field {key!r}")
+    unknown = set(table) - RULE_KEYS
+    if unknown:
+        fail(f"unknown field(s): {', '.join(sorted(unknown))} "
+             f"(known: {', '.join(sorted(RULE_KEYS))})")
+    if not isinstance(rid, str) or not ID_RE.match(rid):
+        fail("id must be lower-case kebab-case, e.g. 'emergency-heavy-bleeding'")
+    if table["category"] not in CATEGORIES:
+        fail(f"unknown category {table['category']!r} (known: {', '.join(CATEGORIES)})")
+    weight = table["weight"]
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+            or not 0 < weight <= MAX_WEIGHT:
+        fail(f"weight must be a number above 0 and at most {MAX_WEIGHT:g}, got {weight!r}")
+    if not isinstance(table["reason"], str) or not table["reason"].strip():
+        fail("reason must be a non-empty text")
+    for key in ("negatable", "subject"):
+        if key in table and not isinstance(table[key], bool):
+            fail(f"{key!r} must be true or false")
+    matcher = _compile_terms(table, ("phrases", "patterns"), fail)
+    if matcher is None:
+        fail("needs at least one entry in 'phrases' or 'patterns'")
+    return Rule(
+        id=rid, category=table["category"], weight=float(weight),
+        reason=table["reason"].strip(), source=name, terms=matcher,
+        requires=_compile_terms(table, ("requires", "requires_patterns"), fail),
+        excepts=_compile_terms(table, ("except",), fail),
+        negatable=table.get("negatable", table["category"] == "emergency"),
+        subject=table.get("subject", True),
+    )
+
+
+def _compile_terms(table: dict, keys: tuple[str, ...], fail) -> TermSet | None:
+    terms: list[Term] = []
+    for key in keys:
+        items = table.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            fail(f"{key!r} must be a list of texts")
+        for item in items:
+            terms.extend(_terms(key, item, fail))
+    return TermSet(terms) if terms else None
+
+
+def _terms(key: str, item: str, fail) -> list[Term]:
+    if not key.endswith("patterns"):
+        try:
+            return [phrase_term(item)]
+        except ValueError as exc:
+            fail(f"{key!r}: {exc}")
+    if not item.strip():
+        fail(f"{key!r}: empty regular expression")
+    try:
+        compiled = re.compile(item)
+    except re.error as exc:
+        fail(f"bad regular expression {item!r} in {key!r}: {exc}")
+    if compiled.search(""):
+        fail(f"regular expression {item!r} in {key!r} matches empty text")
+    return pattern_terms(item)

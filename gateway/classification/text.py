@@ -1,0 +1,230 @@
+"""Text normalisation and the phrase syntax used in rule files.
+
+Both message text and rule phrases go through :func:`normalize`, so a rule
+written as "se me rompió la fuente" matches "SE ME ROMPIO LA FUENTE", and
+"can't breathe" matches "cant breathe" and "can’t breathe".
+"""
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterator
+
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+# Apostrophes vanish ("can't" = "cant"); Spanish opening marks become spaces.
+_REPLACE = (("'", ""), ("’", ""), ("‘", ""), ("`", ""), ("´", ""), ("¿", " "), ("¡", " "),
+            ("“", '"'), ("”", '"'))
+
+# Separator between the words of a phrase: spaces, hyphens or slashes.
+SEP = r"[\s\-/]+"
+# "..." in a phrase: up to three other words in between.
+GAP = SEP + r"(?:[\w']+" + SEP + r"){0,3}?"
+_WORD = re.compile(r"^[\w']+\*?$")
+_WORDS = re.compile(r"\w+")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, strip accents and apostrophes, squeeze white space."""
+    for a, b in _REPLACE:
+        if a in text:
+            text = text.replace(a, b)
+    if not text.isascii():
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return " ".join(text.casefold().split())
+
+
+def _phrase_regex(tokens: list[str]) -> str:
+    parts: list[str] = []
+    for tok in tokens:
+        if tok == "...":
+            parts.append(GAP)
+            continue
+        if parts and parts[-1] != GAP:
+            parts.append(SEP)
+        parts.append(re.escape(tok[:-1]) + r"\w*" if tok.endswith("*") else re.escape(tok))
+    # The start-of-word check is done in code (see iter_matches): a regex that
+    # starts with a literal is searched an order of magnitude faster.
+    return "".join(parts) + ("" if tokens[-1].endswith("*") else r"(?!\w)")
+
+
+def _phrase_tokens(phrase: str) -> list[str]:
+    tokens = normalize(phrase).replace("...", " ... ").split()
+    if not tokens or all(t == "..." for t in tokens):
+        raise ValueError(f"empty phrase {phrase!r}")
+    if tokens[0] == "..." or tokens[-1] == "...":
+        raise ValueError(f"phrase {phrase!r} may not start or end with '...'")
+    for tok in tokens:
+        if tok != "..." and not _WORD.match(tok):
+            raise ValueError(
+                f"phrase {phrase!r}: word {tok!r} may only contain letters, digits "
+                "and a final '*' (use 'patterns' for regular expressions)")
+    return tokens
+
+
+def phrase_to_regex(phrase: str) -> str:
+    """Translate one rule phrase into a regular expression (a string).
+
+    Syntax: words separated by spaces; a word ending in ``*`` matches any
+    ending (``bleed*`` = bleed, bleeds, bleeding); a lone ``...`` lets up to
+    three other words stand in between.  Raises ValueError on bad syntax.
+    The returned regex must be used through :func:`iter_matches`, which checks
+    that a match starts at the beginning of a word.
+    """
+    return _phrase_regex(_phrase_tokens(phrase))
+
+
+@dataclass(frozen=True)
+class Term:
+    """One compiled phrase or pattern of a rule."""
+
+    regex: re.Pattern
+    first: str = ""      # first word a phrase needs in the text ("" = always try)
+    stem: bool = False   # first word is a stem (``bleed*``)
+    bounded: bool = True  # the match must start at the beginning of a word
+    also: tuple = ()      # other words the phrase needs: (word, is_stem) pairs
+
+    def possible(self, index: "TextIndex") -> bool:
+        """False when a word the phrase needs is missing from the text."""
+        for word, stem in self.also:
+            if not (index.has_stem(word) if stem else word in index.words):
+                return False
+        return True
+
+
+def phrase_term(phrase: str) -> Term:
+    tokens = _phrase_tokens(phrase)
+    first = tokens[0]
+    also = tuple(dict.fromkeys((t.rstrip("*"), t.endswith("*")) for t in tokens[1:]
+                               if t != "..."))
+    return Term(re.compile(_phrase_regex(tokens)), first.rstrip("*"), first.endswith("*"),
+                True, also)
+
+
+def pattern_terms(pattern: str) -> list[Term]:
+    """Compile an ops-written regex into one or more terms, for speed.
+
+    A leading ``\\b`` is checked in code.  A pattern that starts with a group of
+    plain-word alternatives, e.g. ``(pad|pads|tampon)\\b.{0,25}every``, is split
+    into one regex per alternative: each then starts with a literal (fast to
+    search) and is skipped when its first word is not in the text at all.
+    """
+    bounded = pattern.startswith(r"\b")
+    body = pattern[2:] if bounded else pattern
+    split = _split_leading_alternatives(body)
+    if split is not None:
+        alternatives, rest = split
+        try:
+            return [Term(re.compile(re.escape(alt) + rest), alt.split()[0], True, bounded)
+                    for alt in alternatives]
+        except re.error:
+            pass
+    try:
+        return [Term(re.compile(body), "", False, bounded)]
+    except re.error:
+        return [Term(re.compile(pattern), "", False, False)]
+
+
+_LITERAL_ALT = re.compile(r"^[a-z0-9][a-z0-9 ]*$")
+
+
+def _split_leading_alternatives(body: str) -> tuple[list[str], str] | None:
+    if body.startswith("(?:"):
+        inner_start = 3
+    elif body.startswith("(") and not body.startswith("(?"):
+        inner_start = 1
+    else:
+        return None
+    depth = 0
+    for i, ch in enumerate(body):
+        if ch == "\\":
+            return None  # escapes inside the group: leave the pattern alone
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            break
+    else:
+        return None
+    alternatives, rest = body[inner_start:i].split("|"), body[i + 1:]
+    if rest[:1] in ("?", "*", "+", "{") or "\\1" in rest:
+        return None
+    if not all(_LITERAL_ALT.match(a) for a in alternatives):
+        return None
+    return alternatives, rest
+
+
+class TextIndex:
+    """A normalised text plus the set of its words, to skip phrases quickly."""
+
+    __slots__ = ("text", "words", "_sorted", "_stems", "_heads")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.words = frozenset(_WORDS.findall(text))
+        self._sorted: list[str] | None = None
+        self._stems: dict[str, bool] = {}
+        self._heads = frozenset(w[:3] for w in self.words)
+
+    def has_stem(self, stem: str) -> bool:
+        if len(stem) >= 3 and stem[:3] not in self._heads:
+            return False
+        found = self._stems.get(stem)
+        if found is None:
+            if self._sorted is None:
+                self._sorted = sorted(self.words)
+            i = bisect.bisect_left(self._sorted, stem)
+            found = i < len(self._sorted) and self._sorted[i].startswith(stem)
+            self._stems[stem] = found
+        return found
+
+
+class TermSet:
+    """A rule's terms, grouped by the first word each needs in the text."""
+
+    __slots__ = ("terms", "always", "exact", "stems", "exact_keys")
+
+    def __init__(self, terms: list[Term] | tuple[Term, ...]):
+        self.terms = tuple(terms)
+        self.always = tuple(t for t in self.terms if not t.first)
+        self.exact: dict[str, list[Term]] = {}
+        self.stems: dict[str, list[Term]] = {}
+        for t in self.terms:
+            if t.first:
+                (self.stems if t.stem else self.exact).setdefault(t.first, []).append(t)
+        self.exact_keys = frozenset(self.exact)
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def candidates(self, index: TextIndex) -> Iterator[Term]:
+        yield from self.always
+        for word in self.exact_keys & index.words:
+            yield from self.exact[word]
+        for stem, terms in self.stems.items():
+            if index.has_stem(stem):
+                yield from terms
+
+
+def iter_matches(terms: TermSet, index: TextIndex) -> Iterator[re.Match]:
+    """Every match of the terms in the indexed text, each starting at a word start."""
+    text = index.text
+    for term in terms.candidates(index):
+        if term.also and not term.possible(index):
+            continue
+        pos = 0
+        while True:
+            m = term.regex.search(text, pos)
+            if m is None:
+                break
+            start = m.start()
+            if term.bounded and start > 0 and _is_word_char(text[start - 1]) \
+                    and start < len(text) and _is_word_char(text[start]):
+                pos = start + 1
+                continue
+            yield m
+            pos = m.end() if m.end() > start else start + 1
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"

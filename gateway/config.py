@@ -55,6 +55,7 @@ class SmtpSection:
 class HttpSection:
     host: str = "127.0.0.1"
     port: int = 8025
+    public_url: str = "http://127.0.0.1:8025"  # base of enrollment links in invite mail
 
 
 @dataclass
@@ -63,9 +64,12 @@ class DeliverySection:
     maildir_dir: str = ""  # empty: <data dir>/maildir
     poll_seconds: float = 1.0
     max_age_hours: float = 72.0
+    retry_base_seconds: float = 60.0
     relay_host: str = "127.0.0.1"
     relay_port: int = 25
-    relay_tls: str = "starttls"  # starttls | implicit | none
+    relay_tls: str = "starttls"  # starttls | implicit | none (loopback relay only)
+    relay_ca_file: str = ""  # extra CA certificate(s) to trust; empty: the system's
+    relay_timeout_seconds: float = 60.0
     relay_username: str = ""
     relay_password: str = ""
 
@@ -115,11 +119,49 @@ class NotificationsSection:
                                                  "surgery_scheduling", "message"])
 
 
+@dataclass
+class ImapAccount:
+    """One ``[[imap.accounts]]`` table: a mailbox the gateway pulls patient mail from."""
+    name: str = ""
+    host: str = ""
+    port: int = 0  # 0: 993 for implicit TLS, 143 otherwise
+    username: str = ""
+    password: str = ""
+    mailbox: str = "INBOX"
+    tls: str = "implicit"  # implicit | starttls | none (loopback only)
+    ca_file: str = ""  # extra CA certificate(s) to trust; empty: the system's
+    allow_plaintext_loopback: bool = False
+    done_folder: str = "Portal/Done"
+    refused_folder: str = "Portal/Refused"
+    error_folder: str = "Portal/Error"
+    rcpt: str = ""  # empty: portal@DOMAIN
+    use_idle: bool = True
+    idle_seconds: float = 300.0
+    poll_seconds: float = 30.0
+    timeout_seconds: float = 30.0
+
+
+@dataclass
+class ImapFolder:
+    """One ``[imap.folders]`` entry: a delivery target ``imap:NAME`` (IMAP APPEND)."""
+    account: str = ""
+    folder: str = ""
+
+
+@dataclass
+class ImapSection:
+    accounts: list = field(default_factory=list)  # of ImapAccount after validation
+    folders: dict = field(default_factory=dict)  # NAME -> ImapFolder after validation
+
+    def account(self, name: str) -> ImapAccount | None:
+        return next((a for a in self.accounts if a.name == name), None)
+
+
 SECTIONS = {
     "gateway": GatewaySection, "database": DatabaseSection, "smtp": SmtpSection,
     "http": HttpSection, "delivery": DeliverySection, "practice": PracticeSection,
     "policy": PolicySection, "routing": RoutingSection, "staff": StaffSection,
-    "notifications": NotificationsSection,
+    "notifications": NotificationsSection, "imap": ImapSection,
 }
 
 
@@ -136,6 +178,7 @@ class Config:
     routing: RoutingSection
     staff: StaffSection
     notifications: NotificationsSection
+    imap: ImapSection
 
     @property
     def base_dir(self) -> Path:
@@ -171,6 +214,16 @@ class Config:
     def team_for(self, category: str) -> list[str]:
         teams = self.routing.categories.get(category) or []
         return list(teams) or [self.routing.triage]
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _type_name(tp) -> str:
@@ -219,17 +272,25 @@ def _validate(cfg: Config, fname: str) -> None:
     def err(section, key, msg):
         raise ConfigError(f"{fname}: [{section}] {key}: {msg}")
 
+    _validate_imap(cfg, fname)
+
     if cfg.delivery.mode not in ("maildir", "relay"):
         err("delivery", "mode", f"must be 'maildir' or 'relay', got {cfg.delivery.mode!r}")
     if cfg.delivery.relay_tls not in ("starttls", "implicit", "none"):
         err("delivery", "relay_tls", "must be 'starttls', 'implicit' or 'none'")
+    if cfg.delivery.relay_tls == "none" and not is_loopback(cfg.delivery.relay_host):
+        err("delivery", "relay_tls", "'none' (plaintext) is allowed only for a loopback relay")
     for cat, teams in cfg.routing.categories.items():
         if cat not in CATEGORIES:
             err("routing.categories", cat, f"unknown category (known: {', '.join(CATEGORIES)})")
         if isinstance(teams, str):
             cfg.routing.categories[cat] = teams = [teams]
-        if not isinstance(teams, list) or not all(isinstance(t, str) and "@" in t for t in teams):
-            err("routing.categories", cat, "expected a list of e-mail addresses")
+        if not isinstance(teams, list) or not all(
+                isinstance(t, str) and ("@" in t or (t.lower().startswith("imap:")
+                                                     and t[5:].lower() in cfg.imap.folders))
+                for t in teams):
+            err("routing.categories", cat, "expected a list of e-mail addresses "
+                "or imap:NAME folders from [imap.folders]")
     for key in ("triage", "on_call", "supervisor", "security"):
         if "@" not in getattr(cfg.routing, key):
             err("routing", key, "expected an e-mail address")
@@ -241,6 +302,68 @@ def _validate(cfg: Config, fname: str) -> None:
         err("gateway", "separator", "must be a single character")
     if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):
         err("policy", "allowed_states", "expected two-letter state codes")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validate_imap_account(cfg: Config, acct: ImapAccount, where: str) -> None:
+    def err(key, msg):
+        raise ConfigError(f"{where} {key}: {msg}")
+
+    for key in ("name", "host", "username", "mailbox", "done_folder", "refused_folder",
+                "error_folder"):
+        if not getattr(acct, key):
+            err(key, "must not be empty")
+    if acct.tls not in ("implicit", "starttls", "none"):
+        err("tls", "must be 'implicit', 'starttls' or 'none'")
+    if acct.tls == "none" and not (acct.allow_plaintext_loopback and _is_loopback(acct.host)):
+        err("tls", "'none' needs allow_plaintext_loopback = true and a loopback host")
+    acct.port = acct.port or (993 if acct.tls == "implicit" else 143)
+    if not 0 < acct.port < 65536:
+        err("port", "must be between 1 and 65535")
+    for key in ("poll_seconds", "timeout_seconds", "idle_seconds"):
+        if getattr(acct, key) <= 0:
+            err(key, "must be positive")
+    acct.rcpt = (acct.rcpt or f"portal@{cfg.gateway.domain}").lower()
+    if acct.rcpt.rpartition("@")[2] != cfg.gateway.domain.lower():
+        err("rcpt", f"must be one of the gateway's addresses (@{cfg.gateway.domain})")
+    if acct.ca_file:
+        acct.ca_file = str(cfg.resolve(acct.ca_file))
+        if not Path(acct.ca_file).is_file():
+            err("ca_file", f"file not found: {acct.ca_file}")
+
+
+def _validate_imap(cfg: Config, fname: str) -> None:
+    """[[imap.accounts]] tables -> ImapAccount, [imap.folders] entries -> ImapFolder."""
+    accounts = []
+    for i, raw in enumerate(cfg.imap.accounts, 1):
+        label = raw.get("name") if isinstance(raw, dict) else None
+        section = f"imap.accounts {label!r}" if isinstance(label, str) else f"imap.accounts #{i}"
+        acct = _build_section(section, ImapAccount, raw, fname)
+        _validate_imap_account(cfg, acct, f"{fname}: [{section}]")
+        if any(a.name == acct.name for a in accounts):
+            raise ConfigError(f"{fname}: [{section}] name: duplicate account name")
+        accounts.append(acct)
+    cfg.imap.accounts = accounts
+    folders = {}
+    for name, raw in cfg.imap.folders.items():
+        section = f"imap.folders.{name}"
+        target = _build_section(section, ImapFolder, raw, fname)
+        if cfg.imap.account(target.account) is None:
+            raise ConfigError(f"{fname}: [{section}] account: no [[imap.accounts]] named "
+                              f"{target.account!r}")
+        if not target.folder:
+            raise ConfigError(f"{fname}: [{section}] folder: must not be empty")
+        folders[name.lower()] = target
+    cfg.imap.folders = folders
 
 
 def config_path(explicit: str | None = None) -> Path:

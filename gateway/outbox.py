@@ -4,6 +4,7 @@ transaction as the event that caused it, and delivered later by the worker
 from __future__ import annotations
 
 import datetime as dt
+import random
 from email.message import EmailMessage
 
 from sqlalchemy import func, select
@@ -36,4 +37,6 @@ def stats(session: Session) -> dict:
 
 
 def backoff(attempts: int, base: float = 60.0, cap: float = 3600.0) -> dt.timedelta:
-    return dt.timedelta(seconds=min(cap, base * (2 ** max(0, attempts - 1))))
+    """Exponential backoff with +-20 % jitter: about 1, 2, 4, ... minutes, at most an hour."""
+    seconds = min(cap, base * (2 ** max(0, attempts - 1)))
+    return dt.timedelta(seconds=seconds * random.uniform(0.8, 1.2))

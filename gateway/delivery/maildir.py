@@ -5,13 +5,13 @@ The file name is derived from the outbox row, so a delivery repeated after a cra
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
 
 
-class PermanentFailure(Exception):
-    pass
+from gateway.delivery.errors import PermanentFailure
 
 
 def folder_for(root: Path, recipient: str) -> Path:
@@ -39,7 +39,14 @@ class MaildirDelivery:
         self.root = Path(root)
         self.host = socket.gethostname().replace("/", "_").replace(":", "_") or "localhost"
 
-    def deliver(self, outbox_id: int, created_epoch: int, recipient: str, raw: bytes) -> Path:
+    async def deliver(self, outbox_id: int, created_epoch: int, mail_from: str,
+                      recipient: str, raw: bytes) -> Path:
+        return await asyncio.to_thread(self.write, outbox_id, created_epoch, recipient, raw)
+
+    async def close(self) -> None:
+        pass
+
+    def write(self, outbox_id: int, created_epoch: int, recipient: str, raw: bytes) -> Path:
         folder = folder_for(self.root, recipient)
         _ensure(folder)
         base = f"{created_epoch}.Q{outbox_id}.{self.host}"

@@ -1,19 +1,23 @@
 """The outbox worker: claims due rows, delivers them, records the outcome.
 
 Rows are claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several
-instances never send one row twice and a worker that dies mid-send releases its rows
-when the lease runs out.
+instances never send one row twice, and a worker that dies mid-send releases its rows when
+the lease runs out (the one case where a mail may go out twice: sent, then the worker died
+before recording it).  Temporary failures retry with exponential backoff and jitter until
+``max_age_hours``; permanent failures mark the mail failed at once.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 
 from gateway import audit
-from gateway.delivery.maildir import MaildirDelivery, PermanentFailure
+from gateway.delivery.errors import PermanentFailure, TemporaryFailure
+from gateway.delivery.maildir import MaildirDelivery
 from gateway.models import Outbox, utcnow
 from gateway.outbox import backoff
 
@@ -21,20 +25,36 @@ log = logging.getLogger("gateway.outbox")
 LEASE = dt.timedelta(minutes=5)
 
 
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    created_epoch: int
+    mail_from: str
+    recipient: str
+    raw: bytes
+
+
+def make_backend(cfg):
+    if cfg.delivery.mode == "relay":
+        from gateway.delivery.relay import RelayDelivery
+        return RelayDelivery(cfg)
+    return MaildirDelivery(cfg.maildir_root)
+
+
 class OutboxWorker:
-    def __init__(self, services, batch: int = 50):
+    def __init__(self, services, batch: int = 50, backend=None):
         self.s = services
         self.batch = batch
-        self.backend = MaildirDelivery(services.cfg.maildir_root)
+        self.backend = backend or make_backend(services.cfg)
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
 
-    def claim(self) -> list[tuple[int, int, str, bytes]]:
+    def claim(self) -> list[Claimed]:
         now = utcnow()
         with self.s.transaction() as session:
             q = (select(Outbox).where(Outbox.state == "queued", Outbox.next_attempt_at <= now,
@@ -46,56 +66,66 @@ class OutboxWorker:
             for row in rows:
                 row.lease_until = now + LEASE
                 row.attempts += 1
-            return [(r.id, int(r.created_at.replace(tzinfo=dt.timezone.utc).timestamp()),
-                     r.recipient, r.raw) for r in rows]
+            return [Claimed(r.id, int(r.created_at.replace(tzinfo=dt.timezone.utc).timestamp()),
+                            r.mail_from, r.recipient, r.raw) for r in rows]
 
-    def _finish(self, outbox_id: int, error: Exception | None, permanent: bool) -> None:
+    def finish(self, outcomes: list[tuple[int, Exception | None]]) -> None:
         with self.s.transaction() as session:
-            row = session.get(Outbox, outbox_id)
-            row.lease_until = None
-            if error is None:
-                row.state, row.sent_at, row.last_error = "sent", utcnow(), None
-                audit.record(session, "outbox", "mail.sent", "outbox", row.id, row.patient_id)
-                return
-            row.last_error = f"{type(error).__name__}: {error}"[:500]
-            age = utcnow() - row.created_at
-            if permanent or age > dt.timedelta(hours=self.s.cfg.delivery.max_age_hours):
-                row.state = "failed"
-                audit.record(session, "outbox", "mail.failed", "outbox", row.id, row.patient_id)
-            else:
-                row.next_attempt_at = utcnow() + backoff(row.attempts)
+            for outbox_id, error in outcomes:
+                self._record(session, session.get(Outbox, outbox_id), error)
 
-    def deliver_batch(self) -> int:
-        """Claim and deliver one batch (blocking); returns how many rows were tried."""
-        rows = self.claim()
-        for outbox_id, created, recipient, raw in rows:
+    def _record(self, session, row: Outbox, error: Exception | None) -> None:
+        row.lease_until = None
+        if error is None:
+            row.state, row.sent_at, row.last_error = "sent", utcnow(), None
+            audit.record(session, "outbox", "mail.sent", "outbox", row.id, row.patient_id)
+            return
+        row.last_error = f"{type(error).__name__}: {error}"[:500]
+        too_old = utcnow() - row.created_at > dt.timedelta(hours=self.s.cfg.delivery.max_age_hours)
+        if isinstance(error, PermanentFailure) or too_old:
+            row.state = "failed"
+            audit.record(session, "outbox", "mail.failed", "outbox", row.id, row.patient_id)
+        else:
+            row.next_attempt_at = utcnow() + backoff(row.attempts,
+                                                      self.s.cfg.delivery.retry_base_seconds)
+        log.warning("delivery failed", extra={"outbox_id": row.id, "state": row.state,
+                                              "attempts": row.attempts})
+
+    async def deliver_batch(self) -> int:
+        """Claim and deliver one batch; returns how many rows were tried."""
+        rows = await asyncio.to_thread(self.claim)
+        outcomes = []
+        for row in rows:
             try:
-                self.backend.deliver(outbox_id, created, recipient, raw)
-            except PermanentFailure as e:
-                self._finish(outbox_id, e, permanent=True)
+                await self.backend.deliver(row.id, row.created_epoch, row.mail_from,
+                                           row.recipient, row.raw)
+                outcomes.append((row.id, None))
+            except (PermanentFailure, TemporaryFailure) as e:
+                outcomes.append((row.id, e))
             except OSError as e:
-                log.warning("delivery failed", extra={"outbox_id": outbox_id})
-                self._finish(outbox_id, e, permanent=False)
-            else:
-                self._finish(outbox_id, None, permanent=False)
+                outcomes.append((row.id, TemporaryFailure(type(e).__name__)))
+        if outcomes:
+            await asyncio.to_thread(self.finish, outcomes)
         return len(rows)
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.s.on_commit.append(self.wake)
-        while not self._stopping:
-            try:
-                tried = await asyncio.to_thread(self.deliver_batch)
-            except Exception:
-                log.exception("outbox worker error")
-                tried = 0
-            if tried:
-                continue
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.s.cfg.delivery.poll_seconds)
-            except asyncio.TimeoutError:
-                pass
+        try:
+            while not self._stopping:
+                try:
+                    if await self.deliver_batch():
+                        continue
+                except Exception:
+                    log.exception("outbox worker error")
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.s.cfg.delivery.poll_seconds)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.s.on_commit.remove(self.wake)
+            await self.backend.close()
 
     def stop(self) -> None:
         self._stopping = True

@@ -11,14 +11,17 @@ import signal
 
 from gateway.delivery.worker import OutboxWorker
 from gateway.smtp.inbound import start_inbound
+from gateway.smtp.submission import start_submission
 
 log = logging.getLogger("gateway.app")
 
 
 class Gateway:
-    def __init__(self, services, inbound_port: int | None = None):
+    def __init__(self, services, inbound_port: int | None = None,
+                 submission_port: int | None = None):
         self.s = services
         self.inbound_port = inbound_port
+        self.submission_port = submission_port
         self.servers: list[asyncio.AbstractServer] = []
         self.worker = OutboxWorker(services)
         self.tasks: list[asyncio.Task] = []
@@ -30,8 +33,14 @@ class Gateway:
         server = await start_inbound(self.s, cfg.inbound_host, port)
         self.servers.append(server)
         self.inbound_port = server.sockets[0].getsockname()[1]
+        port = cfg.submission_port if self.submission_port is None else self.submission_port
+        server = await start_submission(self.s, cfg.submission_host, port)
+        self.servers.append(server)
+        self.submission_port = server.sockets[0].getsockname()[1]
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
-        log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}"})
+        log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}",
+                                     "submission": f"{cfg.submission_host}:"
+                                                   f"{self.submission_port}"})
 
     def reload(self) -> None:
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from gateway.notices import PATIENT_TEMPLATES, PATIENT_VARIABLES, Notices, TemplateError
+from gateway.notices import Notices, TemplateError, allowed_variables, is_patient_template
 
 SAMPLE = {
     "patient_name": "Ana Sample", "portal_url": "https://portal.example.org",
@@ -14,7 +14,7 @@ SAMPLE = {
     # staff-facing only
     "subject_prefix": "[Portal: other]", "subject": "Sample", "urgent": False,
     "category": "other", "text": "Sample text", "history": "", "account_number": "1001",
-    "rules": "none", "bounces": 3,
+    "rules": "none", "bounces": 3, "answer": "Sample answer", "kind": "lab_result",
 }
 
 
@@ -36,8 +36,8 @@ def check_templates(cfg) -> list[str]:
         return [f"{cfg.templates_dir / 'mail'}: folder missing"]
     for name in notices.names():
         where = f"{cfg.templates_dir / 'mail' / name}.txt"
-        if name in PATIENT_TEMPLATES:
-            extra = sorted(notices.variables(name) - PATIENT_VARIABLES)
+        if is_patient_template(name):
+            extra = sorted(notices.variables(name) - allowed_variables(name))
             if extra:
                 problems.append(f"{where}: patient-facing template uses variable(s) not "
                                 f"allowed: {', '.join(extra)}")

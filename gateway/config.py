@@ -49,6 +49,9 @@ class SmtpSection:
     max_message_bytes: int = 25 * 1024 * 1024
     max_recipients: int = 20
     session_timeout_seconds: float = 300.0
+    tls_cert_file: str = ""  # both listeners offer STARTTLS when a certificate is set
+    tls_key_file: str = ""
+    submission_users: dict = field(default_factory=dict)  # user -> argon2id hash
 
 
 @dataclass
@@ -294,6 +297,14 @@ def _validate(cfg: Config, fname: str) -> None:
     for key in ("triage", "on_call", "supervisor", "security"):
         if "@" not in getattr(cfg.routing, key):
             err("routing", key, "expected an e-mail address")
+    if bool(cfg.smtp.tls_cert_file) != bool(cfg.smtp.tls_key_file):
+        err("smtp", "tls_key_file", "tls_cert_file and tls_key_file go together")
+    for user, hashed in cfg.smtp.submission_users.items():
+        if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
+            err("smtp.submission_users", user, "expected an argon2 hash "
+                "(portal-gateway hash-password)")
+    if not is_loopback(cfg.smtp.submission_host) and not cfg.smtp.tls_cert_file:
+        err("smtp", "submission_host", "AUTH needs TLS off loopback: set tls_cert_file")
     if cfg.smtp.max_message_bytes <= 0:
         err("smtp", "max_message_bytes", "must be positive")
     if cfg.policy.reply_within_hours <= 0:

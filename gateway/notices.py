@@ -22,11 +22,22 @@ PATIENT_VARIABLES = frozenset({
     "after_hours_line", "after_hours_name", "due", "removed_files", "enroll_link",
     "expires", "suspend_reason",
 })
-# Templates whose mail goes to a patient; every other template goes to staff or ops.
-PATIENT_TEMPLATES = frozenset({
-    "ack", "emergency", "refusal_invited", "refusal_suspended", "refusal_out_of_state",
-    "refusal_undeliverable", "suspended", "staff_answer", "invite", "invite_reminder",
+# Templates whose mail goes to staff or ops.  Every other template is patient-facing
+# (a new template is held to the allow-list unless it is named here).
+STAFF_TEMPLATES = frozenset({
+    "staff_copy", "undeliverable_staff", "reminder", "escalation", "security_alert",
+    "abuse_alert",
 })
+# The staff answer relayed to a patient carries the staff member's own words.
+EXTRA_VARIABLES = {"staff_answer": frozenset({"answer"})}
+
+
+def is_patient_template(name: str) -> bool:
+    return name not in STAFF_TEMPLATES
+
+
+def allowed_variables(name: str) -> frozenset:
+    return PATIENT_VARIABLES | EXTRA_VARIABLES.get(name, frozenset())
 
 
 class TemplateError(Exception):

@@ -83,7 +83,8 @@ def import_roster(session: Session, text: str, actor: str = "cli") -> ImportRepo
 
 def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> None:
     acct = row["account_number"].strip()
-    values = {"first_name": row["first_name"].strip(), "last_name": row["last_name"].strip(),
+    values = {"first_name": " ".join(row["first_name"].split()),
+              "last_name": " ".join(row["last_name"].split()),
               "email": normalize(row["email"]) if (row.get("email") or "").strip() else None,
               "state": row["state"].strip().upper()}
     patient = by_account(session, acct)

@@ -15,6 +15,7 @@ from aiosmtpd.smtp import SMTP
 from gateway import pipeline
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, TOO_BIG, Reject
 from gateway.smtp.admission import check_recipient, envelope_rewritten
+from gateway.smtp.tls import server_tls
 
 log = logging.getLogger("gateway.smtp")
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # it logs addresses and content
@@ -92,10 +93,12 @@ class InboundHandler:
 async def start_inbound(services, host: str, port: int) -> asyncio.AbstractServer:
     cfg = services.cfg
     handler = InboundHandler(services)
+    tls = server_tls(cfg)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: GatewaySMTP(handler, hostname=cfg.gateway.hostname,
                             ident="Portal Mail Gateway", decode_data=False,
                             data_size_limit=cfg.smtp.max_message_bytes,
-                            enable_SMTPUTF8=True, timeout=cfg.smtp.session_timeout_seconds),
+                            enable_SMTPUTF8=True, timeout=cfg.smtp.session_timeout_seconds,
+                            tls_context=tls),
         host=host, port=port)

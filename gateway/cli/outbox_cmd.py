@@ -1,0 +1,79 @@
+"""outbox list, notify, hash-password."""
+from __future__ import annotations
+
+import getpass
+import sys
+
+from sqlalchemy import select
+
+from gateway import notifications, patients
+from gateway.cli.common import CommandError, add_config, output, services_from
+from gateway.models import Outbox
+
+
+def register(sub) -> None:
+    p = sub.add_parser("outbox", help="the outbound queue")
+    osub = p.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    ls = osub.add_parser("list", help="queued, sent and failed mail, newest first")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    ls.add_argument("--state", choices=("queued", "sent", "failed"))
+    ls.add_argument("--limit", type=int, default=200)
+    add_config(ls)
+    ls.set_defaults(func=cmd_outbox_list)
+
+    p = sub.add_parser("notify", help="send a portal notification of KIND to a patient")
+    p.add_argument("account", metavar="ACCOUNT")
+    p.add_argument("--kind", required=True, help="one of [notifications] kinds in config")
+    add_config(p)
+    p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser("hash-password", help="print an argon2 hash for "
+                       "[smtp] submission_users (reads the password from stdin or a prompt)")
+    p.set_defaults(func=cmd_hash_password)
+
+
+def cmd_outbox_list(args) -> int:
+    services = services_from(args)
+    with services.factory() as session:
+        q = select(Outbox).order_by(Outbox.id.desc()).limit(args.limit)
+        if args.state:
+            q = q.where(Outbox.state == args.state)
+        rows = [{"id": r.id, "kind": r.kind, "recipient": r.recipient, "state": r.state,
+                 "attempts": r.attempts, "next_attempt_at": r.next_attempt_at
+                 if r.state == "queued" else None, "created_at": r.created_at,
+                 "sent_at": r.sent_at, "last_error": r.last_error}
+                for r in session.scalars(q)]
+    output(args, rows, ["id", "kind", "recipient", "state", "attempts", "next_attempt_at",
+                        "last_error"])
+    return 0
+
+
+def cmd_notify(args) -> int:
+    services = services_from(args)
+    kind = args.kind.strip().lower()
+    if not notifications.is_transactional(services.cfg, kind):
+        raise CommandError(f"kind {kind!r} is not a transactional notification kind in "
+                           f"config ([notifications] kinds: "
+                           f"{', '.join(services.cfg.notifications.kinds)})")
+    with services.transaction() as session:
+        patient = patients.by_account(session, args.account)
+        if patient is None:
+            raise CommandError(f"no patient with account {args.account}")
+        if not patients.is_admissible(patient, services.cfg.policy.allowed_states):
+            raise CommandError(f"patient {args.account} is {patient.status}"
+                               f"{' (undeliverable)' if patient.undeliverable else ''}; "
+                               "notifications go only to active patients")
+        msg = notifications.from_template(services, patient, kind)
+        outbox_id = notifications.prepare(services, session, patient, msg, kind, "cli")
+    print(f"notification queued (outbox {outbox_id})")
+    return 0
+
+
+def cmd_hash_password(args) -> int:
+    from argon2 import PasswordHasher
+    secret = (getpass.getpass("password: ") if sys.stdin.isatty()
+              else sys.stdin.readline().rstrip("\n"))
+    if len(secret) < 12:
+        raise CommandError("use at least 12 characters")
+    print(PasswordHasher().hash(secret))
+    return 0

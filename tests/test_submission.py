@@ -1,0 +1,144 @@
+"""Portal notifications over the submission port, replies to them, DSNs, header safety."""
+from __future__ import annotations
+
+import email
+import email.policy
+
+import aiosmtplib
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import select
+
+from gateway.app import Gateway
+from gateway.config import load_config
+from gateway.models import Outbox, Thread
+from gateway.services import Services
+from tests.conftest import maildir_files, wait_for_mail, write_config
+from tests.helpers import add_patient, patient_mail, smtp_send
+
+SECRET = "portal-app-secret-123"
+
+
+@pytest.fixture
+async def gw(tmp_path, db_url, config):  # `config` migrates the database
+    cfg = load_config(write_config(tmp_path, db_url), overrides={
+        "smtp": {"submission_users": {"portal_app": PasswordHasher().hash(SECRET)}}})
+    services = Services.create(cfg)
+    gateway = Gateway(services, inbound_port=0, submission_port=0)
+    await gateway.start()
+    yield gateway
+    await gateway.stop(deadline=5)
+    services.close()
+
+
+def read(path):
+    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+
+
+def notification(kind="lab_result", to="ana@example.com"):
+    msg = patient_mail(sender="app@portal.example.org", to=to, subject="New result",
+                       body="A new result is waiting for you in the portal.")
+    if kind is not None:
+        msg["X-Portal-Kind"] = kind
+    return msg
+
+
+async def submit(gw, msg, rcpts, login=("portal_app", SECRET)):
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=gw.submission_port, timeout=10,
+                             start_tls=False)
+    await client.connect()
+    try:
+        if login:
+            await client.login(*login)
+        errors, _ = await client.sendmail("app@portal.example.org", rcpts, msg.as_bytes())
+        return errors
+    finally:
+        client.close()
+
+
+async def test_auth_is_required_and_checked(gw):
+    add_patient(gw.s)
+    with pytest.raises(aiosmtplib.SMTPResponseException) as e:
+        await submit(gw, notification(), ["ana@example.com"], login=None)
+    assert e.value.code == 530
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+        await submit(gw, notification(), ["ana@example.com"], login=("portal_app", "wrong"))
+
+
+@pytest.mark.parametrize("kind", ["newsletter", None, "Marketing"])
+async def test_non_transactional_kinds_are_refused(gw, kind):
+    add_patient(gw.s)
+    with pytest.raises(aiosmtplib.SMTPDataError) as e:
+        await submit(gw, notification(kind), ["ana@example.com"])
+    assert e.value.code == 550 and e.value.message.startswith("5.7.1")
+    assert "transactional" in e.value.message
+    with gw.s.factory() as session:
+        assert session.scalars(select(Outbox)).all() == []
+
+
+async def test_notification_relayed_and_reply_lands_in_its_thread(gw):
+    add_patient(gw.s)
+    add_patient(gw.s, account="1002", email="inv@example.com", status="invited")
+    errors = await submit(gw, notification(), ["ana@example.com", "inv@example.com"])
+    assert errors["inv@example.com"][0] == 550
+    assert errors["inv@example.com"][1].startswith("5.1.1")
+    root = gw.s.cfg.maildir_root
+    sent = read((await wait_for_mail(root, "ana@example.com"))[0])
+    assert sent["X-Portal-Kind"] is None and sent["Auto-Submitted"] == "auto-generated"
+    reply_to = sent["Reply-To"].addresses[0].addr_spec
+    assert reply_to.startswith("reply+") and sent["Message-ID"]
+    assert maildir_files(root, "inv@example.com") == []
+    reply = patient_mail(to=reply_to, subject="Re: New result",
+                         body="Thanks. What does it mean?", In_Reply_To=sent["Message-ID"])
+    result = await smtp_send(gw.inbound_port, "ana@example.com", [reply_to], reply.as_bytes())
+    assert result[:2] == ("DATA", 250)
+    staff = read((await wait_for_mail(root, "nurses@practice.example.org"))[0])
+    assert staff["X-Portal-Category"] == "results"
+    with gw.s.factory() as session:
+        thread = session.scalars(select(Thread)).one()
+        assert thread.kind == "lab_result" and thread.state == "open"
+        assert thread.public_id == staff["X-Portal-Thread"]
+
+
+async def test_dsn_to_bounce_address_marks_that_mail_failed(gw):
+    add_patient(gw.s)
+    await submit(gw, notification(), ["ana@example.com"])
+    sent = read((await wait_for_mail(gw.s.cfg.maildir_root, "ana@example.com"))[0])
+    with gw.s.factory() as session:
+        row = session.scalars(select(Outbox)).one()
+        bounce_addr = row.mail_from
+    assert bounce_addr.startswith("bounces+")
+    dsn = (f"From: MAILER-DAEMON@mx.example.com\r\nTo: {bounce_addr}\r\n"
+           "Subject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: text/plain\r\n\r\nFailed.\r\n"
+           "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+           "Reporting-MTA: dns; mx.example.com\r\n\r\n"
+           "Final-Recipient: rfc822; ana@example.com\r\nAction: failed\r\n"
+           "Status: 5.1.1\r\n\r\n--b--\r\n").encode()
+    assert sent["X-Portal-Outbox"] == str(row.id)
+    refused = await smtp_send(gw.inbound_port, "", ["portal@portal.example.org"], dsn)
+    assert refused[:2] == ("RCPT", 550)
+    result = await smtp_send(gw.inbound_port, "", [bounce_addr], dsn)
+    assert result[:2] == ("DATA", 250)
+    with gw.s.factory() as session:
+        row = session.get(Outbox, row.id)
+        assert row.state == "failed" and "bounced" in row.last_error
+
+
+async def test_patient_name_cannot_inject_headers(gw):
+    add_patient(gw.s, first="Eve\r\nBcc: x@evil.example", last="X\nX-Evil: 1")
+    add_patient(gw.s, account="1002", email="eve@example.com",
+                first="Eve\r\nBcc: x@evil.example")
+    await submit(gw, notification(), ["eve@example.com"])
+    result = await smtp_send(gw.inbound_port, "ana@example.com", ["portal@portal.example.org"],
+                             patient_mail().as_bytes())
+    assert result[:2] == ("DATA", 250)
+    root = gw.s.cfg.maildir_root
+    paths = (await wait_for_mail(root, "ana@example.com") + await wait_for_mail(
+        root, "frontdesk@practice.example.org") + await wait_for_mail(root, "eve@example.com"))
+    for path in paths:
+        msg = read(path)
+        assert msg["Bcc"] is None and msg["X-Evil"] is None
+        assert b"\nBcc:" not in path.read_bytes() and b"\nX-Evil:" not in path.read_bytes()
+    assert not (root / "x@evil.example").exists()

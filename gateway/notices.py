@@ -29,7 +29,7 @@ STAFF_TEMPLATES = frozenset({
     "abuse_alert",
 })
 # The staff answer relayed to a patient carries the staff member's own words.
-EXTRA_VARIABLES = {"staff_answer": frozenset({"answer"})}
+EXTRA_VARIABLES = {"staff_answer": frozenset({"answer", "subject"})}
 
 
 def is_patient_template(name: str) -> bool:

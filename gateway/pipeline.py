@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import Callable
 
 from gateway.addresses import LocalAddress
 from gateway.decisions import UNKNOWN_RECIPIENT, Reject
 from gateway.steps import (acknowledge, admit, bounce, classify, loops, parse, route,
-                           store, strip, thread)
+                           staff, store, strip, thread)
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -27,6 +28,10 @@ class Inbound:
     source: str = "smtp"
     session_id: str = "-"
     envelope_rewritten: bool = False
+    # Called as before_commit(session, contexts) after the last step, inside the same
+    # transaction: a door records its own bookkeeping atomically with the outcome (IMAP
+    # writes its seen-row here).  An exception it raises rolls everything back.
+    before_commit: Callable | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -64,13 +69,26 @@ PATIENT_STEPS = (
     acknowledge.acknowledge_patient,
 )
 
+# A staff member's answer to staff+TOKEN, relayed to the patient (§9).
+STAFF_STEPS = (
+    parse.parse_message,
+    staff.admit_staff,
+    loops.detect_automatic,
+    strip.strip_attachments,
+    staff.trim_answer,
+    staff.store_answer,
+    staff.relay_to_patient,
+    staff.mark_answered,
+)
+
 # Delivery status notifications for one outbound mail (VERP).
 BOUNCE_STEPS = (
     parse.parse_message,
     bounce.record_bounce,
 )
 
-CHAINS = {"portal": PATIENT_STEPS, "reply": PATIENT_STEPS, "bounces": BOUNCE_STEPS}
+CHAINS = {"portal": PATIENT_STEPS, "reply": PATIENT_STEPS, "staff": STAFF_STEPS,
+          "bounces": BOUNCE_STEPS}
 
 
 def ingest(services, inbound: Inbound) -> list[Context]:
@@ -86,5 +104,7 @@ def ingest(services, inbound: Inbound) -> list[Context]:
             for step in chain:
                 step(ctx)
             contexts.append(ctx)
+        if inbound.before_commit is not None:
+            inbound.before_commit(session, contexts)
     services.committed()
     return contexts

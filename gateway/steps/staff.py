@@ -1,0 +1,96 @@
+"""The staff chain (§9): a staff member's answer to ``staff+TOKEN`` is relayed to the
+patient from the portal address, threaded (In-Reply-To/References), with the patient's
+quoted text trimmed when configured; the thread is marked answered (its clock stops).
+Attachments in staff mail are removed and logged like patients' attachments."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from gateway import audit, outbox
+from gateway.addresses import normalize
+from gateway.classification import split_reply
+from gateway.clock import utcnow
+from gateway.decisions import REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
+from gateway.models import Attachment, Message, Patient
+from gateway.smtp.admission import is_staff
+from gateway.steps.acknowledge import practice_context
+from gateway.steps.admit import header_sender, token_thread
+from gateway.steps.classify import subject_of
+from gateway.steps.thread import thread_token
+
+_OUR_PREFIX = re.compile(r"\[(?:URGENT )?Portal:[^\]]*\]\s*", re.I)
+
+
+def admit_staff(ctx) -> None:
+    cfg = ctx.services.cfg
+    sender = header_sender(ctx.msg)
+    envelope = normalize(ctx.inbound.mail_from) if ctx.inbound.mail_from else None
+    if not sender or not is_staff(cfg, sender):
+        raise Reject(REFUSED_STAFF, "header-from-not-staff")
+    if not ctx.inbound.envelope_rewritten and not (envelope and is_staff(cfg, envelope)):
+        raise Reject(REFUSED_STAFF, "envelope-from-not-staff")
+    thread = token_thread(ctx.session, "staff", ctx.local.token)
+    if thread is None:
+        raise Reject(UNKNOWN_RECIPIENT, "unknown-token")
+    ctx.sender, ctx.thread = sender, thread
+    ctx.patient = ctx.session.get(Patient, thread.patient_id)
+
+
+def trim_answer(ctx) -> None:
+    text = ctx.stripped.text
+    if ctx.services.cfg.staff.trim_quoted:
+        ctx.new_text, ctx.history = split_reply(text)
+    else:
+        ctx.new_text, ctx.history = text, ""
+
+
+def store_answer(ctx) -> None:
+    message = Message(thread_id=ctx.thread.id, patient_id=ctx.patient.id, direction="staff",
+                      source=ctx.inbound.source,
+                      message_id=str(ctx.msg.get("Message-ID", "") or "")[:998] or None,
+                      subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,
+                      automatic=ctx.automatic,
+                      raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())
+    ctx.session.add(message)
+    ctx.session.flush()
+    for item in ctx.stripped.removed:
+        ctx.session.add(Attachment(message_id=message.id, filename=item.filename,
+                                   declared_type=item.declared_type,
+                                   sniffed_type=item.sniffed_type, size=item.size,
+                                   sha256=item.sha256, reason=item.reason))
+    ctx.message = message
+
+
+def relay_to_patient(ctx) -> None:
+    if ctx.automatic or not ctx.patient.email or ctx.patient.undeliverable:
+        return
+    s, thread, patient = ctx.services, ctx.thread, ctx.patient
+    subject = _OUR_PREFIX.sub("", subject_of(ctx.msg)).strip() or "Your portal message"
+    headers = {"Reply-To": s.addresses.make("reply", thread_token(ctx.session, thread,
+                                                                   "reply"))}
+    if thread.last_message_id:
+        headers["In-Reply-To"] = thread.last_message_id
+    if thread.ref_chain:
+        headers["References"] = thread.ref_chain
+    msg = s.notices.build(
+        "staff_answer", sender=s.addresses.header_address(s.cfg.practice.name,
+                                                          s.addresses.portal),
+        to=s.addresses.header_address(patient.display_name, patient.email),
+        domain=s.addresses.domain, headers=headers, subject=subject, answer=ctx.new_text,
+        patient_name=patient.display_name, **practice_context(s.cfg))
+    message_id = str(msg["Message-ID"])
+    thread.last_message_id = message_id
+    thread.ref_chain = " ".join(((thread.ref_chain or "") + " " + message_id).split()[-20:])
+    row = outbox.enqueue(ctx.session, s.addresses, msg, patient.email, "staff_answer",
+                         thread.id, patient.id)
+    ctx.outbox_ids.append(row.id)
+
+
+def mark_answered(ctx) -> None:
+    if ctx.automatic:
+        return
+    ctx.thread.state, ctx.thread.answered_at = "answered", utcnow()
+    audit.record(ctx.session, f"staff:{hashlib.sha256(ctx.sender.encode()).hexdigest()[:12]}",
+                 "thread.answered", "thread", ctx.thread.public_id, ctx.patient.id,
+                 message=ctx.message.id)

@@ -74,6 +74,9 @@ class DeliverySection:
     relay_ca_file: str = ""  # extra CA certificate(s) to trust; empty: the system's
     relay_timeout_seconds: float = 60.0
     relay_username: str = ""
+    dkim_selector: str = ""  # DKIM signing when selector and key file are set
+    dkim_key_file: str = ""
+    dkim_domain: str = ""  # empty: the gateway domain
     relay_password: str = ""
 
 
@@ -279,6 +282,10 @@ def _validate(cfg: Config, fname: str) -> None:
 
     if cfg.delivery.mode not in ("maildir", "relay"):
         err("delivery", "mode", f"must be 'maildir' or 'relay', got {cfg.delivery.mode!r}")
+    if bool(cfg.delivery.dkim_selector) != bool(cfg.delivery.dkim_key_file):
+        err("delivery", "dkim_key_file", "dkim_selector and dkim_key_file go together")
+    if cfg.delivery.dkim_key_file and not cfg.resolve(cfg.delivery.dkim_key_file).is_file():
+        err("delivery", "dkim_key_file", f"no such file: {cfg.delivery.dkim_key_file}")
     if cfg.delivery.relay_tls not in ("starttls", "implicit", "none"):
         err("delivery", "relay_tls", "must be 'starttls', 'implicit' or 'none'")
     if cfg.delivery.relay_tls == "none" and not is_loopback(cfg.delivery.relay_host):

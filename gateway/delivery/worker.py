@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 
 from gateway import audit
+from gateway.delivery.dkim_sign import make_signer
 from gateway.delivery.errors import PermanentFailure, TemporaryFailure
 from gateway.delivery.maildir import MaildirDelivery
 from gateway.models import Outbox, utcnow
@@ -46,6 +47,7 @@ class OutboxWorker:
         self.s = services
         self.batch = batch
         self.backend = backend or make_backend(services.cfg)
+        self.signer = make_signer(services.cfg)
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -97,8 +99,9 @@ class OutboxWorker:
         outcomes = []
         for row in rows:
             try:
+                raw = self.signer.sign(row.raw) if self.signer else row.raw
                 await self.backend.deliver(row.id, row.created_epoch, row.mail_from,
-                                           row.recipient, row.raw)
+                                           row.recipient, raw)
                 outcomes.append((row.id, None))
             except (PermanentFailure, TemporaryFailure) as e:
                 outcomes.append((row.id, e))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import warnings
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from argon2 import PasswordHasher
@@ -22,6 +23,9 @@ from gateway.smtp.tls import server_tls
 from gateway.steps.parse import parse_bytes
 
 log = logging.getLogger("gateway.submission")
+# AUTH without TLS is allowed only on a loopback listener (checked in config); aiosmtpd
+# warns about it on every connection.
+warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 NOT_A_PATIENT = "550 5.1.1 Recipient is not an active portal patient"
 
 

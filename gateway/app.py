@@ -9,7 +9,9 @@ import asyncio
 import logging
 import signal
 
+from gateway.deadlines import DeadlineSweeper
 from gateway.delivery.worker import OutboxWorker
+from gateway.enrollment.web import start_http
 from gateway.smtp.inbound import start_inbound
 from gateway.smtp.submission import start_submission
 
@@ -18,10 +20,12 @@ log = logging.getLogger("gateway.app")
 
 class Gateway:
     def __init__(self, services, inbound_port: int | None = None,
-                 submission_port: int | None = None):
+                 submission_port: int | None = None, http_port: int | None = None):
         self.s = services
         self.inbound_port = inbound_port
         self.submission_port = submission_port
+        self.http_port, self.http_runner = http_port, None
+        self.sweeper = DeadlineSweeper(services)
         self.servers: list[asyncio.AbstractServer] = []
         self.worker = OutboxWorker(services)
         self.tasks: list[asyncio.Task] = []
@@ -37,10 +41,16 @@ class Gateway:
         server = await start_submission(self.s, cfg.submission_host, port)
         self.servers.append(server)
         self.submission_port = server.sockets[0].getsockname()[1]
+        http = self.s.cfg.http
+        self.http_runner = await start_http(self.s, http.host, http.port
+                                            if self.http_port is None else self.http_port)
+        self.http_port = self.http_runner.port
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+        self.tasks.append(asyncio.create_task(self.sweeper.run(), name="deadlines"))
         log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}",
                                      "submission": f"{cfg.submission_host}:"
-                                                   f"{self.submission_port}"})
+                                                   f"{self.submission_port}",
+                                     "http": f"{http.host}:{self.http_port}"})
 
     def reload(self) -> None:
         try:
@@ -57,6 +67,9 @@ class Gateway:
                 await asyncio.wait_for(server.wait_closed(), deadline)
             except asyncio.TimeoutError:
                 pass
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        self.sweeper.stop()
         self.worker.stop()
         await asyncio.wait(self.tasks, timeout=deadline)
         self.stopped.set()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (JSON, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary,
-                        String, Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
+                        LargeBinary, String, Text, UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -40,7 +40,8 @@ class Patient(Base):
 
     @property
     def display_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
+        """First and last name on one line (names are untrusted roster data)."""
+        return " ".join(f"{self.first_name} {self.last_name}".split())
 
 
 class Thread(Base):
@@ -144,3 +145,82 @@ class Audit(Base):
     object_id: Mapped[str | None] = mapped_column(String(64))
     patient_id: Mapped[int | None] = mapped_column(Integer, index=True)
     detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+# --- Deadlines and enrollment (issue 6) ------------------------------------------------
+
+
+class ThreadNotice(Base):
+    """A deadline notice for one thread and one due time: a reminder at an offset before
+    it, or the escalation (offset 0).  The unique key makes each notice happen once,
+    whatever the number of sweepers; `skipped` marks a reminder that was already stale
+    when its turn came (a later stage was due too), so it is never sent late."""
+    __tablename__ = "thread_notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # reminder|escalation
+    offset_minutes: Mapped[int] = mapped_column(Integer)  # before due_at; 0: escalation
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime)  # the due time it was for
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    outbox_ids: Mapped[list | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("thread_id", "kind", "offset_minutes", "due_at",
+                                       name="uq_thread_notices_once"),)
+
+
+class SweepMark(Base):
+    """How far a sweeper has looked (its clock at the end of its last sweep)."""
+    __tablename__ = "sweep_marks"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    swept_until: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Invite(Base):
+    """An enrollment invitation.  Only SHA-256 hashes of its link tokens are stored: the
+    invite's own link and, once the reminder went out, the reminder's link (either works;
+    using one burns the invite)."""
+    __tablename__ = "invites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="live")  # live|used|void|expired|locked
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    remind_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # NULL once reminded
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(200), default="cli")
+    __table_args__ = (Index("ix_invites_state_expires", "state", "expires_at"),
+                      Index("ix_invites_state_remind", "state", "remind_at"))
+
+
+# --- IMAP pull (issue 5) -------------------------------------------------------------------
+
+class ImapSeen(Base):
+    """One message seen in a pulled mailbox, written in the same transaction as its outcome.
+
+    The key (account, mailbox, uidvalidity, uid) makes a re-read harmless and lets only one
+    of two pollers on one mailbox commit; raw_sha256 and message_id find a message again
+    after a UIDVALIDITY change.  outcome: accepted | refused | duplicate.
+    """
+    __tablename__ = "imap_seen"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(200))
+    mailbox: Mapped[str] = mapped_column(String(500))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)  # 32-bit unsigned in IMAP
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    poller: Mapped[str] = mapped_column(String(200))  # who recorded it (host): who moves it
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("account", "mailbox", "uidvalidity", "uid",
+                         name="uq_imap_seen_position"),
+        Index("ix_imap_seen_sha", "raw_sha256"),
+        Index("ix_imap_seen_message_id", "message_id"),
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli import commands, inspect_cmd, outbox_cmd, patients_cmd
+from gateway.cli import (commands, inspect_cmd, invite_cmd, outbox_cmd, patients_cmd,
+                         threads_cmd)
 from gateway.cli.common import CommandError
 
 EPILOG = """examples:
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="config file (default: config.toml, or "
                         "$PORTAL_GATEWAY_CONFIG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands, patients_cmd, outbox_cmd, inspect_cmd):
+    for module in (commands, patients_cmd, invite_cmd, threads_cmd, outbox_cmd,
+                   inspect_cmd):
         module.register(sub)
     return parser
 

@@ -30,6 +30,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_at'), ['at'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_patient_id'), ['patient_id'], unique=False)
 
+    op.create_table('imap_seen',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account', sa.String(length=200), nullable=False),
+    sa.Column('mailbox', sa.String(length=500), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=False),
+    sa.Column('uid', sa.BigInteger(), nullable=False),
+    sa.Column('message_id', sa.String(length=998), nullable=True),
+    sa.Column('raw_sha256', sa.String(length=64), nullable=False),
+    sa.Column('outcome', sa.String(length=16), nullable=False),
+    sa.Column('reason', sa.String(length=64), nullable=True),
+    sa.Column('poller', sa.String(length=200), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account', 'mailbox', 'uidvalidity', 'uid', name='uq_imap_seen_position')
+    )
+    with op.batch_alter_table('imap_seen', schema=None) as batch_op:
+        batch_op.create_index('ix_imap_seen_message_id', ['message_id'], unique=False)
+        batch_op.create_index('ix_imap_seen_sha', ['raw_sha256'], unique=False)
+
     op.create_table('notices_sent',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('address', sa.String(length=320), nullable=False),
@@ -59,6 +78,35 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patients_email'), ['email'], unique=False)
+
+    op.create_table('sweep_marks',
+    sa.Column('name', sa.String(length=32), nullable=False),
+    sa.Column('swept_until', sa.DateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('name')
+    )
+    op.create_table('invites',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('patient_id', sa.Integer(), nullable=False),
+    sa.Column('email', sa.String(length=320), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('reminder_token_hash', sa.String(length=64), nullable=True),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('failed_attempts', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('remind_at', sa.DateTime(), nullable=True),
+    sa.Column('reminded_at', sa.DateTime(), nullable=True),
+    sa.Column('ended_at', sa.DateTime(), nullable=True),
+    sa.Column('created_by', sa.String(length=200), nullable=False),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('reminder_token_hash'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('invites', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invites_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index('ix_invites_state_expires', ['state', 'expires_at'], unique=False)
+        batch_op.create_index('ix_invites_state_remind', ['state', 'remind_at'], unique=False)
 
     op.create_table('threads',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -129,6 +177,19 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index('ix_outbox_state_next', ['state', 'next_attempt_at'], unique=False)
 
+    op.create_table('thread_notices',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('thread_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('offset_minutes', sa.Integer(), nullable=False),
+    sa.Column('due_at', sa.DateTime(), nullable=False),
+    sa.Column('skipped', sa.Boolean(), nullable=False),
+    sa.Column('outbox_ids', sa.JSON(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['thread_id'], ['threads.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('thread_id', 'kind', 'offset_minutes', 'due_at', name='uq_thread_notices_once')
+    )
     op.create_table('tokens',
     sa.Column('token', sa.String(length=64), nullable=False),
     sa.Column('purpose', sa.String(length=16), nullable=False),
@@ -175,6 +236,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_tokens_outbox_id'))
 
     op.drop_table('tokens')
+    op.drop_table('thread_notices')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_state_next')
 
@@ -190,11 +252,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_threads_patient_id'))
 
     op.drop_table('threads')
+    with op.batch_alter_table('invites', schema=None) as batch_op:
+        batch_op.drop_index('ix_invites_state_remind')
+        batch_op.drop_index('ix_invites_state_expires')
+        batch_op.drop_index(batch_op.f('ix_invites_patient_id'))
+
+    op.drop_table('invites')
+    op.drop_table('sweep_marks')
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patients_email'))
 
     op.drop_table('patients')
     op.drop_table('notices_sent')
+    with op.batch_alter_table('imap_seen', schema=None) as batch_op:
+        batch_op.drop_index('ix_imap_seen_sha')
+        batch_op.drop_index('ix_imap_seen_message_id')
+
+    op.drop_table('imap_seen')
     with op.batch_alter_table('audit', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_patient_id'))
         batch_op.drop_index(batch_op.f('ix_audit_at'))

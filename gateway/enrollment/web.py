@@ -1,0 +1,199 @@
+"""The HTTP listener: the enrollment page (§12) and /healthz.
+
+``GET /enroll?token=T`` shows the form (or why the link cannot be used); ``POST /enroll``
+checks everything (gateway.enrollment.enroll) and shows what happens next.  Pages are
+Jinja2 templates under ``templates/pages/`` (autoescaped), plain HTML without JavaScript.
+
+CSRF: a double-submit token: a random value in a ``SameSite=Strict; HttpOnly`` cookie and
+the same value in a hidden field; a POST whose two values differ is refused.
+
+No token or password is ever logged: the access log records the path without the query,
+the form moves the token out of the URL, and responses say ``Referrer-Policy: no-referrer``
+so the link does not leak to other sites.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+
+import jinja2
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from sqlalchemy import text
+
+from gateway.clock import utcnow
+from gateway.enrollment import enroll as enrollment
+
+log = logging.getLogger("gateway.http")
+
+CSRF_COOKIE = "enroll_csrf"
+STATUS_CLOSED = {"unknown": 404, "unavailable": 403}  # every other closed state: 410
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+SERVICES = web.AppKey("services", object)
+PAGES = web.AppKey("pages", jinja2.Environment)
+CLOCK = web.AppKey("clock", object)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line per request: method, path (never the query: it may hold a token), status."""
+
+    def log(self, request, response, time_taken: float) -> None:
+        log.info("http request", extra={"method": request.method, "path": request.path,
+                                        "status": response.status,
+                                        "ms": round(time_taken * 1000, 1)})
+
+
+class HttpRunner(web.AppRunner):
+    @property
+    def port(self) -> int:
+        """The port actually bound (the configured one, or the one picked for port 0)."""
+        return self.addresses[0][1]
+
+
+def page_env(services) -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(services.cfg.templates_dir)),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _practice(services) -> dict:
+    from gateway.steps.acknowledge import practice_context
+    ctx = practice_context(services.cfg)
+    ctx["portal_address"] = services.addresses.portal
+    return ctx
+
+
+def terms_version(env: jinja2.Environment, context: dict) -> str:
+    """The version string the terms template sets: {% set terms_version = "..." %}."""
+    return str(env.get_template("pages/terms.html").make_module(context).terms_version)
+
+
+def _render(request: web.Request, name: str, status: int = 200, **ctx) -> web.Response:
+    services, env = request.app[SERVICES], request.app[PAGES]
+    context = {**_practice(services), **ctx}
+    context.setdefault("terms_version", terms_version(env, context))
+    html = env.get_template(f"pages/{name}.html").render(**context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _csrf_value(request: web.Request) -> str:
+    value = request.cookies.get(CSRF_COOKIE, "")
+    return value if 20 <= len(value) <= 100 and value.isascii() else secrets.token_urlsafe(32)
+
+
+def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.Response:
+    secure = request.app[SERVICES].cfg.http.public_url.startswith("https:")
+    response.set_cookie(CSRF_COOKIE, value, path="/enroll", httponly=True, secure=secure,
+                        samesite="Strict")
+    return response
+
+
+def _form_page(request, token: str, status: int = 200, errors=None, account: str = ""):
+    csrf = _csrf_value(request)
+    response = _render(request, "enroll", status, token=token, csrf=csrf,
+                       errors=errors or {}, account=account, closed=None)
+    return _with_csrf(request, response, csrf)
+
+
+def _closed_page(request, state: str) -> web.Response:
+    return _render(request, "enroll", STATUS_CLOSED.get(state, 410), token="", csrf="",
+                   errors={}, account="", closed=enrollment.CLOSED[state])
+
+
+async def get_enroll(request: web.Request) -> web.Response:
+    token = request.query.get("token", "")
+    now = request.app[CLOCK]()
+    state = await asyncio.to_thread(enrollment.link_state, request.app[SERVICES], token, now)
+    if state != "live":
+        return _closed_page(request, state)
+    return _form_page(request, token)
+
+
+def _read_form(data) -> tuple[str, enrollment.Form]:
+    def get(key: str) -> str:
+        value = data.get(key, "")
+        return value if isinstance(value, str) else ""
+    form = enrollment.Form(account=get("account")[:100], password=get("password"),
+                           confirm=get("confirm"), agree=get("agree") == "yes",
+                           terms_version=get("terms_version"))
+    return get("token"), form
+
+
+async def post_enroll(request: web.Request) -> web.Response:
+    data = await request.post()
+    token, form = _read_form(data)
+    cookie, field = request.cookies.get(CSRF_COOKIE, ""), data.get("csrf", "")
+    if not (cookie and isinstance(field, str) and hmac.compare_digest(cookie.encode(),
+                                                                      field.encode())):
+        log.info("enrollment form refused: csrf check failed")
+        return _form_page(request, token, 403, account=form.account, errors={
+            "form": "This form could not be checked (it was open in another window, or "
+                    "cookies are blocked). Please fill it in again and send it."})
+    services, env = request.app[SERVICES], request.app[PAGES]
+    version = terms_version(env, _practice(services))
+    outcome = await asyncio.to_thread(enrollment.enroll, services, token, form, version,
+                                      request.app[CLOCK]())
+    if outcome.closed:
+        return _closed_page(request, outcome.closed)
+    if outcome.errors:
+        return _form_page(request, token, 400, errors=outcome.errors, account=form.account)
+    services.committed()
+    response = _render(request, "enrolled", email=outcome.email)
+    response.del_cookie(CSRF_COOKIE, path="/enroll")
+    return response
+
+
+def _db_answers(services) -> bool:
+    with services.engine.connect() as conn:
+        return conn.execute(text("select 1")).scalar() == 1
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        ok = await asyncio.wait_for(asyncio.to_thread(_db_answers, request.app[SERVICES]), 5)
+    except Exception:
+        ok = False
+    return web.json_response({"status": "ok" if ok else "unavailable"},
+                             status=200 if ok else 503)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        response = e
+    except Exception:
+        log.exception("http handler error", extra={"path": request.path})
+        response = web.Response(text="Something went wrong. Please try again later or call "
+                                "the office.", status=500)
+    for key, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(key, value)
+    return response
+
+
+def make_app(services, clock=utcnow) -> web.Application:
+    app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
+    app[SERVICES], app[PAGES], app[CLOCK] = services, page_env(services), clock
+    app.router.add_get("/enroll", get_enroll)
+    app.router.add_post("/enroll", post_enroll)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def start_http(services, host: str, port: int, clock=utcnow) -> HttpRunner:
+    """Serve make_app on host:port (0: any free port; see runner.port); stop with
+    ``await runner.cleanup()``."""
+    runner = HttpRunner(make_app(services, clock), access_log_class=AccessLogger)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("http listening", extra={"http": f"{host}:{runner.port}"})
+    return runner

@@ -15,6 +15,7 @@ SAMPLE = {
     "subject_prefix": "[Portal: other]", "subject": "Sample", "urgent": False,
     "category": "other", "text": "Sample text", "history": "", "account_number": "1001",
     "rules": "none", "bounces": 3, "answer": "Sample answer", "kind": "lab_result",
+    "detail": "dmarc-reject", "sha256": "0" * 64, "source": "smtp", "refused": True,
 }
 
 

@@ -95,6 +95,7 @@ class PolicySection:
     allowed_states: list = field(default_factory=lambda: ["CA"])
     reply_within_hours: float = 72.0
     reminder_offsets_hours: list = field(default_factory=lambda: [24, 4])
+    auth_mode: str = "off"  # off | upstream | verify
     require_aligned_auth: bool = False
     trusted_authserv_ids: list = field(default_factory=list)
     invite_lifetime_days: float = 7.0
@@ -314,6 +315,11 @@ def _validate(cfg: Config, fname: str) -> None:
         err("smtp", "submission_host", "AUTH needs TLS off loopback: set tls_cert_file")
     if cfg.smtp.max_message_bytes <= 0:
         err("smtp", "max_message_bytes", "must be positive")
+    if cfg.policy.auth_mode not in ("off", "upstream", "verify"):
+        err("policy", "auth_mode", "must be 'off', 'upstream' or 'verify'")
+    if cfg.policy.auth_mode == "upstream" and not cfg.policy.trusted_authserv_ids:
+        err("policy", "trusted_authserv_ids", "auth_mode 'upstream' needs the authserv-id(s) "
+            "of the practice's own MTA")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
     if len(cfg.gateway.separator) != 1:

@@ -19,7 +19,10 @@ ACCEPTED = "250 2.0.0 Message accepted"
 class Reject(Exception):
     """Refuse the message with `reply`; `reason` is a short id for logs and metrics."""
 
-    def __init__(self, reply: str, reason: str):
+    def __init__(self, reply: str, reason: str, followups: tuple = ()):
         super().__init__(reason)
         self.reply = reply
         self.reason = reason
+        # Callables run as f(session) in a new transaction after the refusal's own
+        # transaction rolled back: what must be recorded although the mail is refused.
+        self.followups = followups

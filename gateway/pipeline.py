@@ -14,8 +14,8 @@ from typing import Callable
 
 from gateway.addresses import LocalAddress
 from gateway.decisions import UNKNOWN_RECIPIENT, Reject
-from gateway.steps import (acknowledge, admit, bounce, classify, loops, parse, route,
-                           staff, store, strip, thread)
+from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, loops,
+                           parse, route, staff, store, strip, thread)
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -45,6 +45,7 @@ class Context:
     defects: list = field(default_factory=list)
     sender: str | None = None
     patient: object = None
+    auth: object = None
     token_thread: object = None
     automatic: bool = False
     stripped: object = None
@@ -60,6 +61,7 @@ class Context:
 PATIENT_STEPS = (
     parse.parse_message,
     admit.admit_patient,
+    authenticate.authenticate_sender,
     loops.detect_automatic,
     strip.strip_attachments,
     classify.classify_message,
@@ -93,6 +95,18 @@ CHAINS = {"portal": PATIENT_STEPS, "reply": PATIENT_STEPS, "staff": STAFF_STEPS,
 
 def ingest(services, inbound: Inbound) -> list[Context]:
     """Run every recipient's chain in one transaction; raises Reject or lets errors out."""
+    try:
+        return _ingest(services, inbound)
+    except Reject as decision:
+        if decision.followups:
+            with services.transaction() as session:
+                for followup in decision.followups:
+                    followup(session)
+            services.committed()
+        raise
+
+
+def _ingest(services, inbound: Inbound) -> list[Context]:
     contexts = []
     with services.transaction() as session:
         for rcpt in dict.fromkeys(r.lower() for r in inbound.rcpt_tos):

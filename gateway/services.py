@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import db
 from gateway.addresses import Addresses
+from gateway.auth.resolver import Resolver
 from gateway.classification import Classifier
 from gateway.config import Config
 from gateway.notices import Notices
@@ -23,6 +24,7 @@ class Services:
     addresses: Addresses
     notices: Notices
     classifier: Classifier
+    resolver: Resolver = field(default_factory=Resolver)  # DNS; tests replace it
     on_commit: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -36,6 +36,7 @@ def route_to_staff(ctx) -> None:
         "X-Portal-Thread": thread.public_id, "X-Portal-Due": rfc5322(thread.due_at, tz),
         "X-Portal-Rules": " ".join(cls.rule_ids) or "none",
         "X-Portal-Attachments-Removed": str(len(ctx.stripped.removed)),
+        "X-Portal-Sender-Auth": ctx.auth.result if ctx.auth else "none",
         "References": thread_ref, "In-Reply-To": thread_ref,
     }
     if cls.urgent:

@@ -205,7 +205,7 @@ class DeadlineSweeper:
             ids.append(row.id)
         audit.record(session, "sweeper", f"thread.{stage.kind}", "thread", thread.public_id,
                      thread.patient_id, stage=_label(stage), outbox=ids)
-        log.info("deadline notice queued", extra={"thread": thread.public_id,
+        log.info("deadline notice queued", extra={"thread_id": thread.public_id,
                                                   "notice": _label(stage), "outbox_ids": ids})
         return ids
 

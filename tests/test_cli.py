@@ -144,3 +144,13 @@ def test_serve_end_to_end_from_the_readme(tmp_path):
     for line in err.splitlines():  # every log line is JSON and names no patient
         entry = json.loads(line)
         assert "ana@example.com" not in line and "Lopez" not in line, entry
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_serve_refuses_outdated_postgresql_schema(tmp_path, db_url):
+    cfg = write_config(tmp_path, db_url)
+    proc = run(cfg, "serve", check=False)
+    assert proc.returncode == 3
+    assert "portal-gateway db upgrade" in proc.stderr
+    run(cfg, "db", "upgrade")
+    assert "at revision" in run(cfg, "db", "upgrade").stdout

@@ -86,3 +86,15 @@ async def raw_smtp(port: int, chunks: list[bytes], timeout: float = 10.0) -> lis
     finally:
         writer.close()
     return replies
+
+
+def dkim_keypair(folder):
+    """(path of a new RSA private key in PEM, its DKIM TXT record) made with openssl."""
+    import base64
+    import subprocess
+    key = folder / "dkim.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
+                   capture_output=True)
+    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True).stdout
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)

@@ -1,9 +1,7 @@
 """DKIM signing, hard bounces, and the template variable allow-list."""
 from __future__ import annotations
 
-import base64
 import shutil
-import subprocess
 from email.message import EmailMessage
 
 import dkim
@@ -17,21 +15,12 @@ from gateway.models import Outbox, Patient
 from gateway.pipeline import Inbound, ingest
 from gateway.services import Services
 from tests.conftest import ROOT, write_config
-from tests.helpers import add_patient
+from tests.helpers import add_patient, dkim_keypair
 from tests.relay import RelayHandler, start_relay
 
 
-def rsa_key(tmp_path):
-    key = tmp_path / "dkim.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
-                   capture_output=True)
-    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    return key, base64.b64encode(der)
-
-
 async def test_outgoing_mail_is_dkim_signed(tmp_path, db_url, config):
-    key, public = rsa_key(tmp_path)
+    key, record = dkim_keypair(tmp_path)
     handler = RelayHandler()
     server, port = await start_relay(handler)
     cfg = load_config(write_config(tmp_path, db_url), overrides={"delivery": {
@@ -52,7 +41,7 @@ async def test_outgoing_mail_is_dkim_signed(tmp_path, db_url, config):
 
     def dns(name, timeout=5):
         assert name == b"gw1._domainkey.portal.example.org."
-        return b"v=DKIM1; k=rsa; p=" + public
+        return record
     assert dkim.verify(raw, dnsfunc=dns)
     assert not dkim.verify(raw.replace(b"waiting", b"WAITING"), dnsfunc=dns)
     services.close()

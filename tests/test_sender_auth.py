@@ -1,10 +1,8 @@
 """Sender authentication (§4): spoofed patients are caught; From-header tricks refused."""
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
-import subprocess
 
 import dkim
 import pytest
@@ -16,7 +14,7 @@ from gateway.config import load_config
 from gateway.models import Message
 from gateway.services import Services
 from tests.conftest import maildir_files, wait_for_mail, write_config
-from tests.helpers import add_patient, patient_mail, smtp_send
+from tests.helpers import add_patient, dkim_keypair, patient_mail, smtp_send
 
 PORTAL = "portal@portal.example.org"
 REFUSAL = ("5.7.1 This address accepts mail only from enrolled portal patients; "
@@ -100,17 +98,9 @@ async def test_without_require_spoof_reaches_staff_marked_and_is_not_acknowledge
     await wait_for_mail(root, "ana@example.com")
 
 
-def dkim_keys(tmp_path):
-    key = tmp_path / "patient.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True,
-                   capture_output=True)
-    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
-                         check=True, capture_output=True).stdout
-    return key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
-
-
 async def test_verify_mode_dkim_and_dmarc(start, tmp_path):
-    private, public = dkim_keys(tmp_path)
+    key, public = dkim_keypair(tmp_path)
+    private = key.read_bytes()
     resolver = StaticResolver({"s1._domainkey.example.com": [public],
                                "_dmarc.example.com": [b"v=DMARC1; p=reject"]})
     gw = await start(resolver=resolver, auth_mode="verify", require_aligned_auth=True)

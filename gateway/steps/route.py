@@ -16,6 +16,15 @@ def removed_names(stripped) -> list[str]:
     return [item.filename or f"(unnamed {item.declared_type})" for item in stripped.removed]
 
 
+def header_to(services, recipient: str) -> str:
+    """The To header: the team address, or for an IMAP folder target (``imap:NAME``,
+    delivered by APPEND) the portal address named after the folder."""
+    if not recipient.startswith("imap:"):
+        return recipient
+    return services.addresses.header_address(f"Portal folder {recipient[5:]}",
+                                             services.addresses.portal)
+
+
 def staff_recipients(cfg, category: str, urgent: bool) -> list[str]:
     teams = cfg.team_for(category)
     if urgent:
@@ -46,7 +55,7 @@ def route_to_staff(ctx) -> None:
         msg = s.notices.build(
             "staff_copy", sender=s.addresses.header_address(patient.display_name,
                                                             s.addresses.portal),
-            to=rcpt, domain=s.addresses.domain, headers=headers,
+            to=header_to(s, rcpt), domain=s.addresses.domain, headers=headers,
             subject_prefix=prefix, subject=subject_of(ctx.msg) or "(no subject)",
             urgent=cls.urgent, category=cls.category, text=ctx.new_text,
             history=ctx.history, removed_files=removed_names(ctx.stripped),

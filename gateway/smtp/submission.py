@@ -18,7 +18,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gateway import notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL
-from gateway.smtp.inbound import GatewaySMTP, has_bare_line_endings, session_id
+from gateway.smtp.inbound import has_bare_line_endings, session_id, smtp_factory
+from gateway.smtp.limits import check_content
 from gateway.smtp.tls import server_tls
 from gateway.steps.parse import parse_bytes
 
@@ -87,6 +88,10 @@ class SubmissionHandler:
         raw = envelope.original_content or b""
         if has_bare_line_endings(raw):
             return BARE_LINE_ENDING
+        refused = check_content(raw, self.services.cfg.smtp)
+        if refused is not None:
+            log.info("notification refused", extra={"session": sid, "reason": refused[1]})
+            return refused[0]
         msg, _ = parse_bytes(raw)
         kind = notifications.kind_of(msg)
         if not notifications.is_transactional(self.services.cfg, kind):
@@ -112,13 +117,8 @@ async def start_submission(services, host: str, port: int) -> asyncio.AbstractSe
     handler = SubmissionHandler(services)
     tls = server_tls(cfg)
     auth = Authenticator(cfg.smtp.submission_users)
+    factory = smtp_factory(services, handler, tls, require_starttls=tls is not None,
+                           auth_required=True, auth_require_tls=not is_loopback(host),
+                           authenticator=auth)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: GatewaySMTP(handler, hostname=cfg.gateway.hostname,
-                            ident="Portal Mail Gateway", decode_data=False,
-                            data_size_limit=cfg.smtp.max_message_bytes,
-                            enable_SMTPUTF8=True, timeout=cfg.smtp.session_timeout_seconds,
-                            tls_context=tls, require_starttls=tls is not None,
-                            auth_required=True, auth_require_tls=not is_loopback(host),
-                            authenticator=auth),
-        host=host, port=port)
+    return await loop.create_server(factory, host=host, port=port)

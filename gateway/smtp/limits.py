@@ -1,0 +1,217 @@
+"""SMTP protocol defence: the limits aiosmtpd does not enforce by itself.
+
+Session limits (concurrent sessions overall and per client address, whole-session
+deadline, command repeat caps, line and command length) are applied by ``GatewaySMTP``;
+content limits (NUL bytes, header block size, Received hops, MIME depth and part count)
+by ``check_content`` before the pipeline parses anything; the per-patient message rate by
+the ``patient_rate`` pipeline step.  Every value comes from ``[smtp]`` in the config.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from gateway import outbox
+from gateway.decisions import Reject
+from gateway.models import Message, NoticeSent, Patient, utcnow
+
+log = logging.getLogger("gateway.smtp")
+
+TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, please try again later"
+SESSION_DEADLINE = "421 4.4.2 Session time limit reached, closing connection"
+IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
+COMMAND_TOO_LONG = "500 5.5.2 Command line too long"
+LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)"
+STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
+NUL_BYTES = "550 5.6.0 NUL characters are not accepted in mail"
+HEADER_TOO_BIG = "552 5.3.4 Message header block too large"
+TOO_MANY_HOPS = "554 5.4.6 Too many Received headers: possible mail loop"
+MIME_TOO_DEEP = "554 5.6.0 MIME structure nested too deeply"
+MIME_TOO_MANY_PARTS = "554 5.6.0 Too many MIME parts"
+RATE_LIMITED = ("451 4.7.1 Too many messages from this sender; please try again later "
+                "or call the office")
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What each ``GatewaySMTP`` session of one listener is held to."""
+    line_length: int
+    command_length: int
+    deadline_seconds: float
+    call_limits: dict
+    counter: "SessionCounter"
+
+    @classmethod
+    def from_config(cls, smtp) -> "SessionLimits":
+        return cls(line_length=smtp.max_line_length, command_length=smtp.max_command_length,
+                   deadline_seconds=smtp.session_deadline_seconds,
+                   call_limits={"NOOP": smtp.max_noop_per_session,
+                                "RSET": smtp.max_rset_per_session,
+                                "*": smtp.max_command_repeats},
+                   counter=SessionCounter(smtp.max_sessions, smtp.max_sessions_per_ip))
+
+
+class SessionCounter:
+    """Concurrent sessions of one listener, overall and per client address (event loop only)."""
+
+    def __init__(self, total: int, per_ip: int):
+        self.max_total, self.max_per_ip = total, per_ip
+        self.total = 0
+        self.by_ip: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        if self.total >= self.max_total or self.by_ip.get(ip, 0) >= self.max_per_ip:
+            return False
+        self.total += 1
+        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        left = self.by_ip.get(ip, 1) - 1
+        if left > 0:
+            self.by_ip[ip] = left
+        else:
+            self.by_ip.pop(ip, None)
+
+
+# --- content -------------------------------------------------------------------------------
+
+_RECEIVED = re.compile(rb"^received[ \t]*:", re.I | re.M)
+_CONTENT_TYPE = re.compile(rb"^content-type[ \t]*:[ \t]*([a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)"
+                           rb"(.*)", re.I | re.S)
+_BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^ \t;"\r\n]{1,200}))',
+                       re.I)
+
+
+def check_content(raw: bytes, smtp) -> tuple[str, str] | None:
+    """(reply, reason) when the message breaks a content limit, else None.  `raw` has
+    CRLF line endings only (bare CR/LF are refused before this)."""
+    if b"\x00" in raw:
+        return NUL_BYTES, "nul-bytes"
+    end = raw.find(b"\r\n\r\n")
+    header = raw if end < 0 else raw[:end + 2]
+    if len(header) > smtp.max_header_bytes:
+        return HEADER_TOO_BIG, "header-too-big"
+    if len(_RECEIVED.findall(header)) > smtp.max_received_headers:
+        return TOO_MANY_HOPS, "mail-loop"
+    depth, parts = mime_shape(raw, smtp.max_mime_depth + 1, smtp.max_mime_parts + 1)
+    if depth > smtp.max_mime_depth:
+        return MIME_TOO_DEEP, "mime-depth"
+    if parts > smtp.max_mime_parts:
+        return MIME_TOO_MANY_PARTS, "mime-parts"
+    return None
+
+
+def _content_type(header_lines: list[bytes]) -> tuple[bytes, bytes | None]:
+    """(type/subtype, boundary) from one part's header lines (folded lines joined)."""
+    unfolded: list[bytes] = []
+    for line in header_lines:
+        if line[:1] in (b" ", b"\t") and unfolded:
+            unfolded[-1] += b" " + line.strip()
+        else:
+            unfolded.append(line)
+    for line in unfolded:
+        m = _CONTENT_TYPE.match(line)
+        if m:
+            b = _BOUNDARY.search(m.group(2))
+            return m.group(1).lower(), (b.group(1) or b.group(2)) if b else None
+    return b"text/plain", None
+
+
+def mime_shape(raw: bytes, stop_depth: int, stop_parts: int) -> tuple[int, int]:
+    """(deepest nesting, number of parts) of a message, found by a linear scan of its lines
+    (multipart boundaries and message/rfc822 bodies); stops early past the given bounds."""
+    stack: list[bytes | None] = []  # open multiparts (boundary) and rfc822 bodies (None)
+    depth, parts, headers, in_headers = 0, 1, [], True
+    for line in raw.split(b"\r\n"):
+        if in_headers:
+            if line:
+                headers.append(line)
+                continue
+            in_headers = False
+            ctype, boundary = _content_type(headers)
+            headers = []
+            if ctype.startswith(b"multipart/") and boundary:
+                stack.append(boundary)
+            elif ctype in (b"message/rfc822", b"message/global"):
+                stack.append(None)
+                in_headers = True
+            depth = max(depth, len(stack))
+            if depth >= stop_depth:
+                break
+            continue
+        if not line.startswith(b"--") or not stack:
+            continue
+        stripped = line.rstrip(b" \t")
+        for i in range(len(stack) - 1, -1, -1):
+            b = stack[i]
+            if b is None:
+                continue
+            if stripped == b"--" + b:
+                del stack[i + 1:]
+                parts += 1
+                in_headers = True
+                break
+            if stripped == b"--" + b + b"--":
+                del stack[i:]
+                break
+        if parts >= stop_parts:
+            break
+    return depth, parts
+
+
+# --- per-patient message rate (a pipeline step) ----------------------------------------------
+
+def patient_rate(ctx) -> None:
+    """Step: more than ``max_messages_per_patient_per_hour`` from one patient over SMTP
+    gets a temporary refusal, and the triage address one alert per patient and hour."""
+    limit = ctx.services.cfg.smtp.max_messages_per_patient_per_hour
+    if limit <= 0 or ctx.inbound.source != "smtp" or ctx.patient is None:
+        return
+    since = utcnow() - dt.timedelta(hours=1)
+    count = ctx.session.scalar(
+        select(func.count()).select_from(Message).where(
+            Message.patient_id == ctx.patient.id, Message.direction == "patient",
+            Message.received_at >= since)) or 0
+    if count >= limit:
+        raise Reject(RATE_LIMITED, "patient-rate",
+                     followups=(partial(alert_abuse, ctx.services, ctx.patient.id, count),))
+
+
+def alert_abuse(services, patient_id: int, count: int, session) -> None:
+    """One abuse alert per patient and clock hour to the triage address (via the outbox)."""
+    now = utcnow()
+    triage = services.cfg.routing.triage
+    mark = NoticeSent(address=triage.lower(), reason=f"abuse-rate:{patient_id}:"
+                      f"{now:%Y%m%d%H}", day=now.strftime("%Y-%m-%d"))
+    if session.scalar(select(NoticeSent.id).where(NoticeSent.address == mark.address,
+                                                  NoticeSent.reason == mark.reason,
+                                                  NoticeSent.day == mark.day)):
+        return
+    patient = session.get(Patient, patient_id)
+    try:
+        with session.begin_nested():
+            session.add(mark)
+    except IntegrityError:
+        return  # another session sent this hour's alert
+    s = services
+    try:
+        msg = s.notices.build(
+            "abuse_alert", sender=s.addresses.header_address("Portal Gateway",
+                                                             s.addresses.portal),
+            to=triage, domain=s.addresses.domain, headers={"Auto-Submitted": "auto-generated"},
+            account_number=patient.account_number, count=count,
+            limit=s.cfg.smtp.max_messages_per_patient_per_hour)
+    except Exception as error:  # a broken template must not turn the 451 into a crash
+        log.error("abuse alert not rendered", extra={"patient": patient_id,
+                                                     "error": type(error).__name__})
+        return
+    outbox.enqueue(session, s.addresses, msg, triage, "abuse_alert", None, patient_id)
+    log.warning("patient rate limited, staff alerted", extra={"patient": patient_id})

@@ -219,9 +219,9 @@ def test_concurrent_sweepers_still_once(services, config):
     _assert_once(services, ids)
 
 
+# Concurrent writers: PostgreSQL only (SQLite runs one sweeper per process).
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_without_the_lock_the_unique_key_still_prevents_doubles(services, config):
-    if services.engine.dialect.name != "postgresql":
-        pytest.skip("concurrent writers: PostgreSQL (SQLite runs one sweeper per process)")
     pid = add_patient(services)
     ids = [add_thread(services, pid, due=DUE + i * M) for i in range(40)]
     clock = Clock(BASE).at(3 * H)

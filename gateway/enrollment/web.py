@@ -1,4 +1,4 @@
-"""The HTTP listener: the enrollment page (§12) and /healthz.
+"""The HTTP listener: the enrollment page (§12), /healthz and /metrics (§13).
 
 ``GET /enroll?token=T`` shows the form (or why the link cannot be used); ``POST /enroll``
 checks everything (gateway.enrollment.enroll) and shows what happens next.  Pages are
@@ -41,13 +41,15 @@ SECURITY_HEADERS = {
 SERVICES = web.AppKey("services", object)
 PAGES = web.AppKey("pages", jinja2.Environment)
 CLOCK = web.AppKey("clock", object)
+LISTENERS = web.AppKey("listeners", object)  # () -> {name: serving?}, set by serve
 
 
 class AccessLogger(AbstractAccessLogger):
     """One line per request: method, path (never the query: it may hold a token), status."""
 
     def log(self, request, response, time_taken: float) -> None:
-        log.info("http request", extra={"method": request.method, "path": request.path,
+        level = logging.DEBUG if request.path in ("/healthz", "/metrics") else logging.INFO
+        log.log(level, "http request", extra={"method": request.method, "path": request.path,
                                         "status": response.status,
                                         "ms": round(time_taken * 1000, 1)})
 
@@ -157,12 +159,51 @@ def _db_answers(services) -> bool:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers, every listener is serving and the outbox is not stuck
+    (no due mail has waited longer than [gateway] outbox_stuck_minutes for a worker); 503
+    otherwise.  The JSON names each check and, on 503, the reasons."""
+    from gateway import metrics
+    from gateway.clock import utcnow as now
+    services = request.app[SERVICES]
+    checks, reasons = {}, []
+
+    def database():
+        if not _db_answers(services):
+            raise OSError("database did not answer")
+        return metrics.snapshot(services, now())
+
     try:
-        ok = await asyncio.wait_for(asyncio.to_thread(_db_answers, request.app[SERVICES]), 5)
-    except Exception:
-        ok = False
-    return web.json_response({"status": "ok" if ok else "unavailable"},
-                             status=200 if ok else 503)
+        snap = await asyncio.wait_for(asyncio.to_thread(database), 5)
+        checks["database"] = "ok"
+    except Exception as e:
+        snap = None
+        checks["database"] = "unavailable"
+        reasons.append(f"database unreachable ({type(e).__name__})")
+    listeners = request.app.get(LISTENERS)
+    if listeners is not None:
+        checks["listeners"] = states = {name: "up" if up else "down"
+                                        for name, up in listeners().items()}
+        reasons += [f"{name} listener is down" for name, st in states.items() if st != "up"]
+    if snap is not None:
+        limit = services.cfg.gateway.outbox_stuck_minutes * 60
+        checks["outbox"] = {"depth": snap["outbox"].get("queued", 0),
+                            "oldest_age_seconds": round(snap["outbox_oldest_age"]),
+                            "due_wait_seconds": round(snap["outbox_due_wait"])}
+        if limit > 0 and snap["outbox_due_wait"] > limit:
+            reasons.append(f"outbox stuck: due mail has waited "
+                           f"{round(snap['outbox_due_wait'])} s for a worker "
+                           f"(limit {round(limit)} s)")
+    body = {"status": "unavailable" if reasons else "ok", "checks": checks}
+    if reasons:
+        body["reason"] = "; ".join(reasons)
+    return web.json_response(body, status=503 if reasons else 200)
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """Prometheus text format: this process's counters and the database gauges."""
+    from gateway import metrics
+    body = await asyncio.to_thread(metrics.render, request.app[SERVICES])
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 @web.middleware
@@ -180,19 +221,23 @@ async def security_headers(request: web.Request, handler):
     return response
 
 
-def make_app(services, clock=utcnow) -> web.Application:
+def make_app(services, clock=utcnow, listeners=None) -> web.Application:
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     app[SERVICES], app[PAGES], app[CLOCK] = services, page_env(services), clock
+    if listeners is not None:
+        app[LISTENERS] = listeners
     app.router.add_get("/enroll", get_enroll)
     app.router.add_post("/enroll", post_enroll)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
     return app
 
 
-async def start_http(services, host: str, port: int, clock=utcnow) -> HttpRunner:
+async def start_http(services, host: str, port: int, clock=utcnow,
+                     listeners=None) -> HttpRunner:
     """Serve make_app on host:port (0: any free port; see runner.port); stop with
-    ``await runner.cleanup()``."""
-    runner = HttpRunner(make_app(services, clock), access_log_class=AccessLogger)
+    ``await runner.cleanup()``.  `listeners` () -> {name: serving?} feeds /healthz."""
+    runner = HttpRunner(make_app(services, clock, listeners), access_log_class=AccessLogger)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     log.info("http listening", extra={"http": f"{host}:{runner.port}"})

@@ -1,0 +1,54 @@
+"""purge: retention of message text (``[gateway] retention_days``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway.cli.common import add_config, print_json_lines, services_from
+
+EXAMPLES = """examples:
+  portal-gateway purge --dry-run          # what would go, nothing changes
+  portal-gateway purge                    # remove it (run daily from a timer)
+  portal-gateway purge --json             # counts as one JSON object
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("purge", help="remove message text of threads that ended more than "
+                       "[gateway] retention_days ago (metadata and audit stay)",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dry-run", action="store_true", help="count only, change nothing")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    add_config(p)
+    p.set_defaults(func=cmd_purge)
+
+
+def cmd_purge(args) -> int:
+    from gateway import retention
+    services = services_from(args)
+    days = services.cfg.gateway.retention_days
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(report) -> None:
+        if show:
+            print(f"\r{report.threads} threads ...", end="", file=sys.stderr, flush=True)
+
+    try:
+        report = retention.purge(services, dry_run=args.dry_run, actor="cli",
+                                 progress=progress)
+    finally:
+        services.close()
+    if show:
+        print(file=sys.stderr)
+    row = {"dry_run": bool(args.dry_run), "retention_days": days, **report.as_dict()}
+    if args.json:
+        print_json_lines([row])
+        return 0
+    if not days:
+        print("retention_days = 0: nothing is ever purged")
+        return 0
+    verb = "would purge" if args.dry_run else "purged"
+    print(f"{verb}: {report.messages} messages and {report.outbox} sent mails in "
+          f"{report.threads} threads that ended before {report.cutoff:%Y-%m-%d %H:%M} UTC "
+          f"(retention {days} days)")
+    return 0

@@ -1,7 +1,11 @@
 """`serve`: every listener and worker in one event loop.
 
-SIGTERM/SIGINT drain (stop accepting, let sessions finish, let the worker finish its
-batch); SIGHUP reloads rules and templates (a bad file keeps the old ones live).
+SIGTERM/SIGINT drain within ``[gateway] drain_seconds``: the listeners stop accepting, a
+session between transactions gets ``421`` and is closed, a transaction in progress may
+finish (its ``250`` only after its commit), the outbox worker finishes the send it is in;
+what is still running at the deadline is cut (an SMTP client then has no ``250`` and
+retries; nothing is half-stored because every message is one transaction).  SIGHUP reloads
+rules and templates (a bad file keeps the old ones live).
 """
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ import asyncio
 import logging
 import signal
 
+from gateway import metrics
+
 from gateway.deadlines import DeadlineSweeper
 from gateway.delivery.worker import OutboxWorker
 from gateway.enrollment.web import start_http
-from gateway.smtp.inbound import start_inbound
+from gateway.imap import start_imap
+from gateway.smtp.inbound import GatewaySMTP, start_inbound
 from gateway.smtp.submission import start_submission
 
 log = logging.getLogger("gateway.app")
@@ -29,6 +36,7 @@ class Gateway:
         self.servers: list[asyncio.AbstractServer] = []
         self.worker = OutboxWorker(services)
         self.tasks: list[asyncio.Task] = []
+        self.imap_tasks: list[asyncio.Task] = []
         self.stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -43,35 +51,102 @@ class Gateway:
         self.submission_port = server.sockets[0].getsockname()[1]
         http = self.s.cfg.http
         self.http_runner = await start_http(self.s, http.host, http.port
-                                            if self.http_port is None else self.http_port)
+                                            if self.http_port is None else self.http_port,
+                                            listeners=self.listener_state)
         self.http_port = self.http_runner.port
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         self.tasks.append(asyncio.create_task(self.sweeper.run(), name="deadlines"))
+        self.imap_tasks = start_imap(self.s)  # one poller per [[imap.accounts]]
+        self.tasks += self.imap_tasks
         log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}",
                                      "submission": f"{cfg.submission_host}:"
                                                    f"{self.submission_port}",
                                      "http": f"{http.host}:{self.http_port}"})
 
+    def listener_state(self) -> dict[str, bool]:
+        """For /healthz: is each SMTP listener accepting connections?"""
+        names = ("inbound", "submission")
+        return {names[i] if i < len(names) else f"listener{i}": server.is_serving()
+                for i, server in enumerate(self.servers)}
+
     def reload(self) -> None:
         try:
             self.s.reload()
-            log.info("reloaded rules and templates")
         except Exception as e:
+            metrics.reload(False)
             log.error("reload refused, old rules stay live", extra={"error": str(e)})
+            return
+        metrics.reload(True)
+        log.info("reloaded rules and templates")
 
-    async def stop(self, deadline: float = 30.0) -> None:
+    @staticmethod
+    def _sessions(ours: set) -> list:
+        """The live SMTP sessions of our listeners (their socket names are in `ours`)."""
+        found = []
+        for proto in list(GatewaySMTP.live):
+            transport = proto.transport
+            if transport is None or transport.is_closing():
+                continue
+            sockname = transport.get_extra_info("sockname")
+            if sockname and tuple(sockname[:2]) in ours:
+                found.append(proto)
+        return found
+
+    @staticmethod
+    def _in_transaction(proto) -> bool:
+        envelope = getattr(proto, "envelope", None)
+        return envelope is not None and envelope.mail_from is not None
+
+    @staticmethod
+    def _close_session(proto, reply: bytes = b"421 4.3.2 Service shutting down, "
+                                              b"please try again later\r\n") -> None:
+        try:
+            proto.transport.write(reply)
+        except Exception:
+            pass
+        proto.transport.close()
+
+    async def stop(self, deadline: float | None = None) -> None:
+        """Drain: everything below shares one deadline (``[gateway] drain_seconds``)."""
+        loop = asyncio.get_running_loop()
+        if deadline is None:
+            deadline = self.s.cfg.gateway.drain_seconds
+        end = loop.time() + deadline
+        ours = {tuple(sock.getsockname()[:2]) for server in self.servers
+                for sock in server.sockets or ()}
         for server in self.servers:
-            server.close()
-        for server in self.servers:
-            try:
-                await asyncio.wait_for(server.wait_closed(), deadline)
-            except asyncio.TimeoutError:
-                pass
+            server.close()  # no new sessions
+        self.sweeper.stop()
+        for task in self.imap_tasks:
+            task.poller.stop()  # each finishes the message it is in, then logs out
+        self.worker.stop()  # it finishes the send it is in, then releases the rest
         if self.http_runner is not None:
             await self.http_runner.cleanup()
-        self.sweeper.stop()
-        self.worker.stop()
-        await asyncio.wait(self.tasks, timeout=deadline)
+        remaining = []
+        while True:
+            remaining = []
+            for proto in self._sessions(ours):
+                if self._in_transaction(proto):
+                    remaining.append(proto)
+                else:
+                    self._close_session(proto)  # between transactions: 421
+            if not remaining or loop.time() >= end:
+                break
+            await asyncio.sleep(0.05)
+        if remaining:
+            log.warning("drain deadline passed, closing sessions in a transaction",
+                        extra={"sessions": len(remaining)})
+            for proto in remaining:
+                self._close_session(proto)
+        pending = [t for t in self.tasks if not t.done()]
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=max(0.0, end - loop.time()))
+        if pending:
+            log.warning("drain deadline passed, cancelling workers",
+                        extra={"tasks": sorted(t.get_name() for t in pending)})
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=2)
         self.stopped.set()
 
     async def run_forever(self) -> None:

@@ -33,6 +33,9 @@ class GatewaySection:
     templates_dir: str = "templates"
     portal_url: str = "https://portal.example.org"
     log_level: str = "INFO"
+    drain_seconds: float = 30.0  # SIGTERM: in-flight sessions and sends get this long
+    retention_days: int = 365  # message text purged this long after a thread ends; 0: never
+    outbox_stuck_minutes: float = 15.0  # /healthz 503 when due mail waits longer; 0: off
 
 
 @dataclass
@@ -52,6 +55,23 @@ class SmtpSection:
     tls_cert_file: str = ""  # both listeners offer STARTTLS when a certificate is set
     tls_key_file: str = ""
     submission_users: dict = field(default_factory=dict)  # user -> argon2id hash
+    # Protocol defence (gateway/smtp/limits.py); every value is validated below.
+    require_starttls: bool = False  # MX: MAIL before STARTTLS gets 530 (needs a cert)
+    max_line_length: int = 1000  # octets per line, CRLF included (RFC 5321)
+    max_command_length: int = 512  # octets per command line (RFC 5321)
+    max_header_bytes: int = 100 * 1024  # the header block of a message
+    max_mime_depth: int = 20
+    max_mime_parts: int = 500
+    max_received_headers: int = 30  # more: a mail loop (554 5.4.6)
+    session_deadline_seconds: float = 1200.0  # whole session, however busy
+    max_sessions: int = 100  # concurrent sessions per listener
+    max_sessions_per_ip: int = 20
+    max_noop_per_session: int = 20
+    max_rset_per_session: int = 100
+    max_command_repeats: int = 1000  # any other single command per session
+    max_messages_per_patient_per_hour: int = 20  # 0: no limit; more get 451 4.7.1
+    quarantine_after_crashes: int = 3  # a message that crashes a step this often is set aside
+    duplicate_window_hours: float = 168.0  # identical resends within this get 250, stored once
 
 
 @dataclass
@@ -68,6 +88,7 @@ class DeliverySection:
     poll_seconds: float = 1.0
     max_age_hours: float = 72.0
     retry_base_seconds: float = 60.0
+    lease_seconds: float = 300.0  # a claimed row is retried after this if its worker died
     relay_host: str = "127.0.0.1"
     relay_port: int = 25
     relay_tls: str = "starttls"  # starttls | implicit | none (loopback relay only)
@@ -315,6 +336,9 @@ def _validate(cfg: Config, fname: str) -> None:
         err("smtp", "submission_host", "AUTH needs TLS off loopback: set tls_cert_file")
     if cfg.smtp.max_message_bytes <= 0:
         err("smtp", "max_message_bytes", "must be positive")
+    _validate_smtp_limits(cfg.smtp, lambda key, msg: err("smtp", key, msg))
+    if not 5 <= cfg.delivery.lease_seconds <= 86400:
+        err("delivery", "lease_seconds", "must be between 5 and 86400")
     if cfg.policy.auth_mode not in ("off", "upstream", "verify"):
         err("policy", "auth_mode", "must be 'off', 'upstream' or 'verify'")
     if cfg.policy.auth_mode == "upstream" and not cfg.policy.trusted_authserv_ids:
@@ -322,10 +346,38 @@ def _validate(cfg: Config, fname: str) -> None:
             "of the practice's own MTA")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
+    for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes"):
+        if getattr(cfg.gateway, key) < 0:
+            err("gateway", key, "must not be negative")
     if len(cfg.gateway.separator) != 1:
         err("gateway", "separator", "must be a single character")
     if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):
         err("policy", "allowed_states", "expected two-letter state codes")
+
+
+# [smtp] limits: key -> (lowest, highest) allowed value.
+SMTP_LIMIT_RANGES = {
+    "max_line_length": (1000, 1_000_000), "max_command_length": (512, 4096),
+    "max_header_bytes": (4096, 10 * 1024 * 1024), "max_mime_depth": (2, 100),
+    "max_mime_parts": (2, 100_000), "max_received_headers": (5, 500),
+    "session_deadline_seconds": (1, 86400), "session_timeout_seconds": (1, 3600),
+    "max_sessions": (1, 100_000), "max_sessions_per_ip": (1, 100_000),
+    "max_noop_per_session": (1, 100_000), "max_rset_per_session": (1, 100_000),
+    "max_command_repeats": (10, 1_000_000), "max_recipients": (1, 1000),
+    "max_messages_per_patient_per_hour": (0, 1_000_000),
+    "quarantine_after_crashes": (1, 100), "duplicate_window_hours": (0, 24 * 365),
+}
+
+
+def _validate_smtp_limits(smtp: SmtpSection, err) -> None:
+    for key, (low, high) in SMTP_LIMIT_RANGES.items():
+        value = getattr(smtp, key)
+        if not low <= value <= high:
+            err(key, f"must be between {low} and {high}, got {value}")
+    if smtp.max_sessions_per_ip > smtp.max_sessions:
+        err("max_sessions_per_ip", "must not exceed max_sessions")
+    if smtp.require_starttls and not smtp.tls_cert_file:
+        err("require_starttls", "needs tls_cert_file and tls_key_file")
 
 
 def _is_loopback(host: str) -> bool:

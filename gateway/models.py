@@ -224,3 +224,34 @@ class ImapSeen(Base):
         Index("ix_imap_seen_sha", "raw_sha256"),
         Index("ix_imap_seen_message_id", "message_id"),
     )
+
+
+# --- Quarantine (issue 7) -------------------------------------------------------------------
+
+class Quarantine(Base):
+    """A message that made a pipeline step crash, keyed by the SHA-256 of its raw bytes.
+
+    state ``retrying``: the sender got 451 and ``attempts`` counts the crashes; at
+    ``[smtp] quarantine_after_crashes`` it becomes ``held``: the raw bytes and envelope are
+    kept here, the sender gets 250 and ops see it in ``portal-gateway quarantine list``.
+    ``released``: processed later by ``quarantine retry``; ``refused``: the retry refused it.
+    """
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    raw_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="retrying")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error_type: Mapped[str] = mapped_column(String(200))
+    step: Mapped[str | None] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16), default="smtp")
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    mail_from: Mapped[str | None] = mapped_column(String(320))
+    rcpt_tos: Mapped[list | None] = mapped_column(JSON)
+    envelope_rewritten: Mapped[bool] = mapped_column(Boolean, default=False)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept once held
+    first_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    held_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_quarantine_state", "state"),)

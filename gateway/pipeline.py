@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Callable
 
+from gateway import audit, metrics
 from gateway.addresses import LocalAddress
 from gateway.decisions import UNKNOWN_RECIPIENT, Reject
 from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, loops,
                            parse, route, staff, store, strip, thread)
+from gateway.steps.dedupe import skip_duplicate
+from gateway.smtp.limits import patient_rate
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -60,8 +63,10 @@ class Context:
 # The patient chain, read top to bottom (admit sender -> strip -> classify -> store -> route).
 PATIENT_STEPS = (
     parse.parse_message,
+    skip_duplicate,  # the same bytes again (a lost 250, retried): 250, stored once
     admit.admit_patient,
     authenticate.authenticate_sender,
+    patient_rate,  # too many messages an hour: 451 4.7.1 and one staff alert
     loops.detect_automatic,
     strip.strip_attachments,
     classify.classify_message,
@@ -74,6 +79,7 @@ PATIENT_STEPS = (
 # A staff member's answer to staff+TOKEN, relayed to the patient (§9).
 STAFF_STEPS = (
     parse.parse_message,
+    skip_duplicate,
     staff.admit_staff,
     loops.detect_automatic,
     strip.strip_attachments,
@@ -96,14 +102,44 @@ CHAINS = {"portal": PATIENT_STEPS, "reply": PATIENT_STEPS, "staff": STAFF_STEPS,
 def ingest(services, inbound: Inbound) -> list[Context]:
     """Run every recipient's chain in one transaction; raises Reject or lets errors out."""
     try:
-        return _ingest(services, inbound)
+        contexts = _ingest(services, inbound)
     except Reject as decision:
         if decision.followups:
             with services.transaction() as session:
                 for followup in decision.followups:
                     followup(session)
             services.committed()
+        _record_refusal(services, inbound, decision)
         raise
+    _count_accepted(inbound, contexts)
+    return contexts
+
+
+def _record_refusal(services, inbound: Inbound, decision: Reject) -> None:
+    """Metrics and an audit row for a refusal at end of DATA (ids only; best effort: a
+    database problem here must not turn the refusal into a 451).  A decision whose reply
+    is 2xx (an identical resend, stored once already) is no refusal: counted, not audited."""
+    if decision.reply.startswith("2"):
+        metrics.message_duplicate(decision.reason, inbound.source)
+        return
+    metrics.message_refused(decision.reason, inbound.source)
+    try:
+        with services.transaction() as session:
+            audit.record(session, inbound.source, "message.refused", "session",
+                         inbound.session_id, None, reason=decision.reason,
+                         reply=decision.reply[:9])
+    except Exception as error:
+        log.warning("audit of a refusal failed", extra={"session": inbound.session_id,
+                                                        "error": type(error).__name__})
+
+
+def _count_accepted(inbound: Inbound, contexts: list) -> None:
+    for ctx in contexts:
+        if ctx.message is not None:
+            metrics.message_accepted(ctx.message.category, ctx.message.urgent,
+                                     ctx.message.direction, inbound.source)
+        if ctx.stripped is not None:
+            metrics.attachments_removed(ctx.stripped.removed)
 
 
 def _ingest(services, inbound: Inbound) -> list[Context]:

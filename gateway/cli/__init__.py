@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gateway.cli import (commands, inspect_cmd, invite_cmd, outbox_cmd, patients_cmd,
-                         threads_cmd)
+from gateway.cli import (audit_cmd, commands, inspect_cmd, invite_cmd, outbox_cmd,
+                         patients_cmd, purge_cmd, quarantine_cmd, threads_cmd)
 from gateway.cli.common import CommandError
 
 EPILOG = """examples:
@@ -14,6 +14,8 @@ EPILOG = """examples:
   portal-gateway patients import roster.csv
   portal-gateway patients activate 1001
   portal-gateway inspect --json saved/*.eml
+  portal-gateway audit list --patient 1001 --since 7d
+  portal-gateway purge --dry-run
 """
 
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "$PORTAL_GATEWAY_CONFIG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (commands, patients_cmd, invite_cmd, threads_cmd, outbox_cmd,
-                   inspect_cmd):
+                   audit_cmd, purge_cmd, quarantine_cmd, inspect_cmd):
         module.register(sub)
     return parser
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 
-from gateway import audit
+from gateway import audit, metrics
 from gateway.delivery.dkim_sign import make_signer
 from gateway.delivery.errors import PermanentFailure, TemporaryFailure
 from gateway.delivery.maildir import MaildirDelivery
@@ -38,8 +38,13 @@ class Claimed:
 def make_backend(cfg):
     if cfg.delivery.mode == "relay":
         from gateway.delivery.relay import RelayDelivery
-        return RelayDelivery(cfg)
-    return MaildirDelivery(cfg.maildir_root)
+        backend = RelayDelivery(cfg)
+    else:
+        backend = MaildirDelivery(cfg.maildir_root)
+    if cfg.imap.folders:  # recipients "imap:NAME" are appended to IMAP folders
+        from gateway.delivery.imap_append import WithImapFolders
+        backend = WithImapFolders(backend, cfg)
+    return backend
 
 
 class OutboxWorker:
@@ -66,28 +71,38 @@ class OutboxWorker:
                 q = q.with_for_update(skip_locked=True)
             rows = session.scalars(q).all()
             for row in rows:
-                row.lease_until = now + LEASE
+                row.lease_until = now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds)
                 row.attempts += 1
             return [Claimed(r.id, int(r.created_at.replace(tzinfo=dt.timezone.utc).timestamp()),
                             r.mail_from, r.recipient, r.raw) for r in rows]
 
-    def finish(self, outcomes: list[tuple[int, Exception | None]]) -> None:
+    def finish(self, outcomes: list[tuple[int, Exception | None]],
+               released: tuple[int, ...] = ()) -> None:
+        """Record OUTCOMES; RELEASED rows (claimed, not tried: the worker is stopping) are
+        given back at once, as if never claimed."""
         with self.s.transaction() as session:
             for outbox_id, error in outcomes:
                 self._record(session, session.get(Outbox, outbox_id), error)
+            for outbox_id in released:
+                row = session.get(Outbox, outbox_id)
+                row.lease_until, row.attempts = None, max(0, row.attempts - 1)
 
     def _record(self, session, row: Outbox, error: Exception | None) -> None:
         row.lease_until = None
         if error is None:
             row.state, row.sent_at, row.last_error = "sent", utcnow(), None
             audit.record(session, "outbox", "mail.sent", "outbox", row.id, row.patient_id)
+            metrics.delivery_attempt("sent")
             return
         row.last_error = f"{type(error).__name__}: {error}"[:500]
         too_old = utcnow() - row.created_at > dt.timedelta(hours=self.s.cfg.delivery.max_age_hours)
         if isinstance(error, PermanentFailure) or too_old:
             row.state = "failed"
             audit.record(session, "outbox", "mail.failed", "outbox", row.id, row.patient_id)
+            metrics.delivery_attempt("permanent" if isinstance(error, PermanentFailure)
+                                     else "expired")
         else:
+            metrics.delivery_attempt("temporary")
             row.next_attempt_at = utcnow() + backoff(row.attempts,
                                                       self.s.cfg.delivery.retry_base_seconds)
         log.warning("delivery failed", extra={"outbox_id": row.id, "state": row.state,
@@ -96,8 +111,11 @@ class OutboxWorker:
     async def deliver_batch(self) -> int:
         """Claim and deliver one batch; returns how many rows were tried."""
         rows = await asyncio.to_thread(self.claim)
-        outcomes = []
+        outcomes, released = [], []
         for row in rows:
+            if self._stopping:  # draining: finish the send in progress, give back the rest
+                released.append(row.id)
+                continue
             try:
                 raw = self.signer.sign(row.raw) if self.signer else row.raw
                 await self.backend.deliver(row.id, row.created_epoch, row.mail_from,
@@ -107,8 +125,8 @@ class OutboxWorker:
                 outcomes.append((row.id, e))
             except OSError as e:
                 outcomes.append((row.id, TemporaryFailure(type(e).__name__)))
-        if outcomes:
-            await asyncio.to_thread(self.finish, outcomes)
+        if outcomes or released:
+            await asyncio.to_thread(self.finish, outcomes, tuple(released))
         return len(rows)
 
     async def run(self) -> None:

@@ -54,11 +54,19 @@ def store_answer(ctx) -> None:
                       raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())
     ctx.session.add(message)
     ctx.session.flush()
+    actor = f"staff:{hashlib.sha256(ctx.sender.encode()).hexdigest()[:12]}"
     for item in ctx.stripped.removed:
-        ctx.session.add(Attachment(message_id=message.id, filename=item.filename,
-                                   declared_type=item.declared_type,
-                                   sniffed_type=item.sniffed_type, size=item.size,
-                                   sha256=item.sha256, reason=item.reason))
+        row = Attachment(message_id=message.id, filename=item.filename,
+                         declared_type=item.declared_type,
+                         sniffed_type=item.sniffed_type, size=item.size,
+                         sha256=item.sha256, reason=item.reason)
+        ctx.session.add(row)
+        ctx.session.flush()
+        audit.record(ctx.session, actor, "attachment.removed", "attachment", row.id,
+                     ctx.patient.id, message=message.id, reason=item.reason)
+    audit.record(ctx.session, actor, "message.accepted", "message", message.id,
+                 ctx.patient.id, thread=ctx.thread.public_id, direction="staff",
+                 attachments_removed=len(ctx.stripped.removed))
     ctx.message = message
 
 

@@ -20,12 +20,17 @@ def store_message(ctx) -> None:
         automatic=ctx.automatic, raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())
     ctx.session.add(message)
     ctx.session.flush()
+    actor = "smtp" if ctx.inbound.source == "smtp" else ctx.inbound.source
     for item in ctx.stripped.removed:
-        ctx.session.add(Attachment(
+        row = Attachment(
             message_id=message.id, filename=item.filename, declared_type=item.declared_type,
             sniffed_type=item.sniffed_type, size=item.size, sha256=item.sha256,
-            reason=item.reason))
-    audit.record(ctx.session, "smtp" if ctx.inbound.source == "smtp" else ctx.inbound.source,
+            reason=item.reason)
+        ctx.session.add(row)
+        ctx.session.flush()
+        audit.record(ctx.session, actor, "attachment.removed", "attachment", row.id,
+                     ctx.patient.id, message=message.id, reason=item.reason)
+    audit.record(ctx.session, actor,
                  "message.accepted", "message", message.id, ctx.patient.id,
                  thread=ctx.thread.public_id, category=cls.category,
                  attachments_removed=len(ctx.stripped.removed))

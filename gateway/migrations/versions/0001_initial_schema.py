@@ -79,6 +79,30 @@ def upgrade() -> None:
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_patients_email'), ['email'], unique=False)
 
+    op.create_table('quarantine',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('raw_sha256', sa.String(length=64), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('error_type', sa.String(length=200), nullable=False),
+    sa.Column('step', sa.String(length=100), nullable=True),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('session_id', sa.String(length=64), nullable=True),
+    sa.Column('size', sa.Integer(), nullable=False),
+    sa.Column('mail_from', sa.String(length=320), nullable=True),
+    sa.Column('rcpt_tos', sa.JSON(), nullable=True),
+    sa.Column('envelope_rewritten', sa.Boolean(), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=True),
+    sa.Column('first_at', sa.DateTime(), nullable=False),
+    sa.Column('last_at', sa.DateTime(), nullable=False),
+    sa.Column('held_at', sa.DateTime(), nullable=True),
+    sa.Column('released_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('raw_sha256')
+    )
+    with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.create_index('ix_quarantine_state', ['state'], unique=False)
+
     op.create_table('sweep_marks',
     sa.Column('name', sa.String(length=32), nullable=False),
     sa.Column('swept_until', sa.DateTime(), nullable=False),
@@ -259,6 +283,10 @@ def downgrade() -> None:
 
     op.drop_table('invites')
     op.drop_table('sweep_marks')
+    with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.drop_index('ix_quarantine_state')
+
+    op.drop_table('quarantine')
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_patients_email'))
 

@@ -154,3 +154,16 @@ def test_serve_refuses_outdated_postgresql_schema(tmp_path, db_url):
     assert "portal-gateway db upgrade" in proc.stderr
     run(cfg, "db", "upgrade")
     assert "at revision" in run(cfg, "db", "upgrade").stdout
+
+
+def test_example_config_names_every_key():
+    """Ops learn the keys from config.example.toml: each one must be there."""
+    import dataclasses
+    import re
+    from gateway.config import SECTIONS, ImapAccount
+    text = (ROOT / "config.example.toml").read_text()
+    sections = dict(SECTIONS, **{"imap.accounts": ImapAccount})
+    missing = [f"[{name}] {f.name}" for name, cls in sections.items()
+               for f in dataclasses.fields(cls)
+               if not re.search(rf"^#?\s*({f.name}\s*=|\[+{name}\.{f.name}\]+)", text, re.M)]
+    assert missing == []

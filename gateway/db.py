@@ -96,8 +96,14 @@ def upgrade(engine: Engine) -> None:
 
 def ensure_schema(engine: Engine) -> None:
     """Migrate the embedded SQLite database; refuse an outdated PostgreSQL schema."""
-    if current_revision(engine) == head_revision():
+    current = current_revision(engine)
+    if current == head_revision():
         return
+    script = ScriptDirectory.from_config(_alembic_config(None))
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise SchemaOutOfDate(
+            f"database schema is at {current}, newer than this gateway knows "
+            f"({head_revision()}): run the newer gateway version, or restore a backup")
     if is_sqlite(engine):
         upgrade(engine)
         return

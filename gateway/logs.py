@@ -29,5 +29,8 @@ def setup(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("mail.log", "aiosmtpd", "alembic", "sqlalchemy"):
+    # aiosmtpd's own logger writes client addresses (and at DEBUG, content) even in its
+    # warnings; our handlers log every refusal and error with ids instead.
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+    for noisy in ("aiosmtpd", "alembic", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

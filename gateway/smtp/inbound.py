@@ -22,7 +22,7 @@ from gateway.smtp.admission import check_recipient, envelope_rewritten
 from gateway.smtp.tls import server_tls
 
 log = logging.getLogger("gateway.smtp")
-logging.getLogger("mail.log").setLevel(logging.WARNING)  # it logs addresses and content
+logging.getLogger("mail.log").setLevel(logging.CRITICAL)  # it logs addresses and content
 
 # aiosmtpd's own reply texts -> ours (prefix match).
 REWORDED = (("552 Error", TOO_BIG), ("500 Error: (", TEMPFAIL),

@@ -380,16 +380,6 @@ def _validate_smtp_limits(smtp: SmtpSection, err) -> None:
         err("require_starttls", "needs tls_cert_file and tls_key_file")
 
 
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _validate_imap_account(cfg: Config, acct: ImapAccount, where: str) -> None:
     def err(key, msg):
         raise ConfigError(f"{where} {key}: {msg}")
@@ -400,7 +390,7 @@ def _validate_imap_account(cfg: Config, acct: ImapAccount, where: str) -> None:
             err(key, "must not be empty")
     if acct.tls not in ("implicit", "starttls", "none"):
         err("tls", "must be 'implicit', 'starttls' or 'none'")
-    if acct.tls == "none" and not (acct.allow_plaintext_loopback and _is_loopback(acct.host)):
+    if acct.tls == "none" and not (acct.allow_plaintext_loopback and is_loopback(acct.host)):
         err("tls", "'none' needs allow_plaintext_loopback = true and a loopback host")
     acct.port = acct.port or (993 if acct.tls == "implicit" else 143)
     if not 0 < acct.port < 65536:

@@ -2,21 +2,13 @@
 plaintext only when the account allows it and the server is on this machine."""
 from __future__ import annotations
 
-import ipaddress
 import ssl
+
+from gateway.config import is_loopback
 
 
 class TlsRequired(Exception):
     """The server cannot do TLS and plaintext is not allowed: refused, never downgraded."""
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def plaintext_allowed(acct) -> bool:

@@ -1,8 +1,10 @@
-"""Evaluate the message classifier on the labelled corpus in tests/data/corpus/.
+"""Evaluate the message classifier on a labelled corpus (default tests/data/corpus/).
 
 Prints accuracy, per-category precision/recall, the confusion matrix, emergency
 recall, the messages it got wrong, and the median/p95 time to classify a ~2 KB
-message.  Usage:  .venv/bin/python bench/classify_eval.py [--rules DIR] [--quiet]
+message.  Usage:  .venv/bin/python bench/classify_eval.py [--rules DIR] [--corpus PATH] [--quiet]
+--corpus takes a directory of *.toml or one file, e.g. the blind held-out set:
+    .venv/bin/python bench/classify_eval.py --corpus tests/data/holdout/messages.toml
 """
 from __future__ import annotations
 
@@ -32,21 +34,33 @@ class Sample:
     expected: str
 
 
-def load_corpus(corpus_dir: pathlib.Path = CORPUS_DIR) -> list[Sample]:
-    """Each *.toml holds [[message]] tables: text, subject?, context?, expected?.
+KEYS = {"text", "subject", "context", "context_kind", "expected", "expect"}
 
-    ``expected`` defaults to the file name when that is a category.
+
+def load_corpus(corpus: pathlib.Path = CORPUS_DIR) -> list[Sample]:
+    """Read [[message]] tables from every *.toml in a directory, or from one file.
+
+    Keys: text, subject?, context? (alias context_kind), expected? (alias expect).
+    ``expected`` defaults to the file name when that is a category.  Unknown keys
+    are an error, so a misspelt key cannot silently drop a label or a context.
     """
+    paths = [corpus] if corpus.is_file() else sorted(corpus.glob("*.toml"))
+    if not paths:
+        raise ValueError(f"no *.toml corpus files in {corpus}")
     samples = []
-    for path in sorted(corpus_dir.glob("*.toml")):
+    for path in paths:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         default = path.stem if path.stem in CATEGORIES else None
         for i, msg in enumerate(data.get("message", []), 1):
-            expected = msg.get("expected", default)
+            unknown = set(msg) - KEYS
+            if unknown:
+                raise ValueError(f"{path.name} #{i}: unknown keys {sorted(unknown)}")
+            expected = msg.get("expected", msg.get("expect", default))
             if expected not in CATEGORIES:
                 raise ValueError(f"{path.name} #{i}: bad or missing expected category")
+            context = msg.get("context", msg.get("context_kind"))
             samples.append(Sample(f"{path.name}#{i}", msg["text"], msg.get("subject", ""),
-                                  msg.get("context"), expected))
+                                  context, expected))
     return samples
 
 
@@ -121,7 +135,8 @@ def print_report(res: dict, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rules", type=pathlib.Path, default=RULES_DIR)
-    ap.add_argument("--corpus", type=pathlib.Path, default=CORPUS_DIR)
+    ap.add_argument("--corpus", type=pathlib.Path, default=CORPUS_DIR,
+                    help="directory of *.toml or a single .toml file (default: training corpus)")
     ap.add_argument("--quiet", action="store_true", help="do not list misclassified messages")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 
 import aiosmtplib
@@ -46,6 +47,7 @@ def message(sender: str, size: int, n: int) -> bytes:
     msg = EmailMessage()
     msg["From"], msg["To"] = sender, "portal@portal.example.org"
     msg["Subject"] = f"Appointment question {n}"
+    msg["Message-ID"] = make_msgid(domain="example.com")  # each message is new (no dedupe)
     line = "I would like to reschedule my appointment next week if possible. "
     msg.set_content((line * (size // len(line) + 1))[:size])
     return msg.as_bytes()

@@ -1,25 +1,50 @@
-"""Floor on the BLIND held-out set (tests/data/holdout/messages.toml).
+"""Floors on the BLIND held-out sets.
+
+* tests/data/holdout/messages.toml: 120 messages. Figures when the floor was set:
+  accuracy 97.5% (117/120), emergency recall 100% (40/40), 1 false emergency.
+* tests/data/holdout2/messages.toml: 100 messages (35 emergency / time-sensitive),
+  written without looking at the rules. Blind figures, before any tuning: accuracy 86.0%,
+  emergency recall 91.4% (32/35), 1 false emergency. After fixing the misses with general
+  phrases: accuracy 100%, emergency recall 100%, no false emergency; the floor below
+  leaves room for two non-emergency slips.
 
 Those messages were written without looking at the rules, to measure how well the
 rules generalise. Fix a miss with a general phrase, stem or ``except`` in rules/,
-never by pasting a holdout sentence. Figures when the floor was set: 120 messages,
-accuracy 97.5% (117/120), emergency recall 100% (40/40), 1 false emergency.
+never by pasting a holdout sentence.
 """
 from __future__ import annotations
 
 import importlib.util
 import pathlib
 import sys
+from dataclasses import dataclass
 
 import pytest
 
 from gateway.classification import CATEGORIES, Classifier
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HOLDOUT = ROOT / "tests" / "data" / "holdout" / "messages.toml"
 
-ACCURACY_FLOOR = 0.94
-MAX_FALSE_EMERGENCIES = 2
+
+@dataclass(frozen=True)
+class HoldoutSet:
+    name: str
+    path: pathlib.Path
+    size: int
+    min_emergencies: int
+    min_contexts: int
+    accuracy_floor: float
+    max_false_emergencies: int
+
+
+SETS = [
+    HoldoutSet("holdout", ROOT / "tests" / "data" / "holdout" / "messages.toml",
+               size=120, min_emergencies=35, min_contexts=15,
+               accuracy_floor=0.94, max_false_emergencies=2),
+    HoldoutSet("holdout2", ROOT / "tests" / "data" / "holdout2" / "messages.toml",
+               size=100, min_emergencies=35, min_contexts=10,
+               accuracy_floor=0.98, max_false_emergencies=1),
+]
 
 
 def _load_eval():
@@ -33,16 +58,17 @@ def _load_eval():
     return module
 
 
-@pytest.fixture(scope="module")
-def result():
+@pytest.fixture(scope="module", params=SETS, ids=[s.name for s in SETS])
+def result(request):
+    hs: HoldoutSet = request.param
     ev = _load_eval()
-    samples = ev.load_corpus(HOLDOUT)
-    assert len(samples) == 120
+    samples = ev.load_corpus(hs.path)
+    assert len(samples) == hs.size
     assert {s.expected for s in samples} == set(CATEGORIES)
-    assert sum(s.expected == "emergency" for s in samples) >= 35
+    assert sum(s.expected == "emergency" for s in samples) >= hs.min_emergencies
     # the file uses context_kind=: make sure it was read, not silently dropped
-    assert sum(s.context is not None for s in samples) >= 15
-    return ev.evaluate(Classifier.load(ROOT / "rules"), samples)
+    assert sum(s.context is not None for s in samples) >= hs.min_contexts
+    return hs, ev.evaluate(Classifier.load(ROOT / "rules"), samples)
 
 
 def _wrong(res, pred=lambda s, r: True):
@@ -50,14 +76,17 @@ def _wrong(res, pred=lambda s, r: True):
 
 
 def test_holdout_emergency_recall_is_total(result):
-    assert result["emergency_recall"] == 1.0, \
-        _wrong(result, lambda s, r: s.expected == "emergency")
+    _hs, res = result
+    assert res["emergency_recall"] == 1.0, \
+        _wrong(res, lambda s, r: s.expected == "emergency")
 
 
 def test_holdout_accuracy_floor(result):
-    assert result["accuracy"] >= ACCURACY_FLOOR, _wrong(result)
+    hs, res = result
+    assert res["accuracy"] >= hs.accuracy_floor, _wrong(res)
 
 
 def test_holdout_few_false_emergencies(result):
-    false_alarms = _wrong(result, lambda s, r: r.category == "emergency")
-    assert len(false_alarms) <= MAX_FALSE_EMERGENCIES, false_alarms
+    hs, res = result
+    false_alarms = _wrong(res, lambda s, r: r.category == "emergency")
+    assert len(false_alarms) <= hs.max_false_emergencies, false_alarms

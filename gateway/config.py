@@ -282,7 +282,7 @@ def _coerce(value, tp, where: str):
     return value
 
 
-def _build_section(name: str, cls, raw: dict, fname: str):
+def build_section(name: str, cls, raw: dict, fname: str):
     if not isinstance(raw, dict):
         raise ConfigError(f"{fname}: [{name}]: expected a table")
     hints = typing.get_type_hints(cls)
@@ -294,142 +294,6 @@ def _build_section(name: str, cls, raw: dict, fname: str):
             raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
         values[key] = _coerce(value, hints[key], where)
     return cls(**values)
-
-
-def _validate(cfg: Config, fname: str) -> None:
-    def err(section, key, msg):
-        raise ConfigError(f"{fname}: [{section}] {key}: {msg}")
-
-    _validate_imap(cfg, fname)
-
-    if cfg.delivery.mode not in ("maildir", "relay"):
-        err("delivery", "mode", f"must be 'maildir' or 'relay', got {cfg.delivery.mode!r}")
-    if bool(cfg.delivery.dkim_selector) != bool(cfg.delivery.dkim_key_file):
-        err("delivery", "dkim_key_file", "dkim_selector and dkim_key_file go together")
-    if cfg.delivery.dkim_key_file and not cfg.resolve(cfg.delivery.dkim_key_file).is_file():
-        err("delivery", "dkim_key_file", f"no such file: {cfg.delivery.dkim_key_file}")
-    if cfg.delivery.relay_tls not in ("starttls", "implicit", "none"):
-        err("delivery", "relay_tls", "must be 'starttls', 'implicit' or 'none'")
-    if cfg.delivery.relay_tls == "none" and not is_loopback(cfg.delivery.relay_host):
-        err("delivery", "relay_tls", "'none' (plaintext) is allowed only for a loopback relay")
-    for cat, teams in cfg.routing.categories.items():
-        if cat not in CATEGORIES:
-            err("routing.categories", cat, f"unknown category (known: {', '.join(CATEGORIES)})")
-        if isinstance(teams, str):
-            cfg.routing.categories[cat] = teams = [teams]
-        if not isinstance(teams, list) or not all(
-                isinstance(t, str) and ("@" in t or (t.lower().startswith("imap:")
-                                                     and t[5:].lower() in cfg.imap.folders))
-                for t in teams):
-            err("routing.categories", cat, "expected a list of e-mail addresses "
-                "or imap:NAME folders from [imap.folders]")
-    for key in ("triage", "on_call", "supervisor", "security"):
-        if "@" not in getattr(cfg.routing, key):
-            err("routing", key, "expected an e-mail address")
-    if bool(cfg.smtp.tls_cert_file) != bool(cfg.smtp.tls_key_file):
-        err("smtp", "tls_key_file", "tls_cert_file and tls_key_file go together")
-    for user, hashed in cfg.smtp.submission_users.items():
-        if not isinstance(hashed, str) or not hashed.startswith("$argon2"):
-            err("smtp.submission_users", user, "expected an argon2 hash "
-                "(portal-gateway hash-password)")
-    if not is_loopback(cfg.smtp.submission_host) and not cfg.smtp.tls_cert_file:
-        err("smtp", "submission_host", "AUTH needs TLS off loopback: set tls_cert_file")
-    if cfg.smtp.max_message_bytes <= 0:
-        err("smtp", "max_message_bytes", "must be positive")
-    _validate_smtp_limits(cfg.smtp, lambda key, msg: err("smtp", key, msg))
-    if not 5 <= cfg.delivery.lease_seconds <= 86400:
-        err("delivery", "lease_seconds", "must be between 5 and 86400")
-    if cfg.policy.auth_mode not in ("off", "upstream", "verify"):
-        err("policy", "auth_mode", "must be 'off', 'upstream' or 'verify'")
-    if cfg.policy.auth_mode == "upstream" and not cfg.policy.trusted_authserv_ids:
-        err("policy", "trusted_authserv_ids", "auth_mode 'upstream' needs the authserv-id(s) "
-            "of the practice's own MTA")
-    if cfg.policy.reply_within_hours <= 0:
-        err("policy", "reply_within_hours", "must be positive")
-    for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes"):
-        if getattr(cfg.gateway, key) < 0:
-            err("gateway", key, "must not be negative")
-    if len(cfg.gateway.separator) != 1:
-        err("gateway", "separator", "must be a single character")
-    if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):
-        err("policy", "allowed_states", "expected two-letter state codes")
-
-
-# [smtp] limits: key -> (lowest, highest) allowed value.
-SMTP_LIMIT_RANGES = {
-    "max_line_length": (1000, 1_000_000), "max_command_length": (512, 4096),
-    "max_header_bytes": (4096, 10 * 1024 * 1024), "max_mime_depth": (2, 100),
-    "max_mime_parts": (2, 100_000), "max_received_headers": (5, 500),
-    "session_deadline_seconds": (1, 86400), "session_timeout_seconds": (1, 3600),
-    "max_sessions": (1, 100_000), "max_sessions_per_ip": (1, 100_000),
-    "max_noop_per_session": (1, 100_000), "max_rset_per_session": (1, 100_000),
-    "max_command_repeats": (10, 1_000_000), "max_recipients": (1, 1000),
-    "max_messages_per_patient_per_hour": (0, 1_000_000),
-    "quarantine_after_crashes": (1, 100), "duplicate_window_hours": (0, 24 * 365),
-}
-
-
-def _validate_smtp_limits(smtp: SmtpSection, err) -> None:
-    for key, (low, high) in SMTP_LIMIT_RANGES.items():
-        value = getattr(smtp, key)
-        if not low <= value <= high:
-            err(key, f"must be between {low} and {high}, got {value}")
-    if smtp.max_sessions_per_ip > smtp.max_sessions:
-        err("max_sessions_per_ip", "must not exceed max_sessions")
-    if smtp.require_starttls and not smtp.tls_cert_file:
-        err("require_starttls", "needs tls_cert_file and tls_key_file")
-
-
-def _validate_imap_account(cfg: Config, acct: ImapAccount, where: str) -> None:
-    def err(key, msg):
-        raise ConfigError(f"{where} {key}: {msg}")
-
-    for key in ("name", "host", "username", "mailbox", "done_folder", "refused_folder",
-                "error_folder"):
-        if not getattr(acct, key):
-            err(key, "must not be empty")
-    if acct.tls not in ("implicit", "starttls", "none"):
-        err("tls", "must be 'implicit', 'starttls' or 'none'")
-    if acct.tls == "none" and not (acct.allow_plaintext_loopback and is_loopback(acct.host)):
-        err("tls", "'none' needs allow_plaintext_loopback = true and a loopback host")
-    acct.port = acct.port or (993 if acct.tls == "implicit" else 143)
-    if not 0 < acct.port < 65536:
-        err("port", "must be between 1 and 65535")
-    for key in ("poll_seconds", "timeout_seconds", "idle_seconds"):
-        if getattr(acct, key) <= 0:
-            err(key, "must be positive")
-    acct.rcpt = (acct.rcpt or f"portal@{cfg.gateway.domain}").lower()
-    if acct.rcpt.rpartition("@")[2] != cfg.gateway.domain.lower():
-        err("rcpt", f"must be one of the gateway's addresses (@{cfg.gateway.domain})")
-    if acct.ca_file:
-        acct.ca_file = str(cfg.resolve(acct.ca_file))
-        if not Path(acct.ca_file).is_file():
-            err("ca_file", f"file not found: {acct.ca_file}")
-
-
-def _validate_imap(cfg: Config, fname: str) -> None:
-    """[[imap.accounts]] tables -> ImapAccount, [imap.folders] entries -> ImapFolder."""
-    accounts = []
-    for i, raw in enumerate(cfg.imap.accounts, 1):
-        label = raw.get("name") if isinstance(raw, dict) else None
-        section = f"imap.accounts {label!r}" if isinstance(label, str) else f"imap.accounts #{i}"
-        acct = _build_section(section, ImapAccount, raw, fname)
-        _validate_imap_account(cfg, acct, f"{fname}: [{section}]")
-        if any(a.name == acct.name for a in accounts):
-            raise ConfigError(f"{fname}: [{section}] name: duplicate account name")
-        accounts.append(acct)
-    cfg.imap.accounts = accounts
-    folders = {}
-    for name, raw in cfg.imap.folders.items():
-        section = f"imap.folders.{name}"
-        target = _build_section(section, ImapFolder, raw, fname)
-        if cfg.imap.account(target.account) is None:
-            raise ConfigError(f"{fname}: [{section}] account: no [[imap.accounts]] named "
-                              f"{target.account!r}")
-        if not target.folder:
-            raise ConfigError(f"{fname}: [{section}] folder: must not be empty")
-        folders[name.lower()] = target
-    cfg.imap.folders = folders
 
 
 def config_path(explicit: str | None = None) -> Path:
@@ -458,8 +322,9 @@ def build_config(raw: dict, path: Path) -> Config:
         if section not in SECTIONS:
             raise ConfigError(f"{fname}: [{section}]: unknown section "
                               f"(known: {', '.join(SECTIONS)})")
-    built = {name: _build_section(name, cls, raw.get(name, {}), fname)
+    built = {name: build_section(name, cls, raw.get(name, {}), fname)
              for name, cls in SECTIONS.items()}
     cfg = Config(path=path, **built)
-    _validate(cfg, fname)
+    from gateway.config_checks import validate  # the checks need the classes above
+    validate(cfg, fname)
     return cfg

@@ -40,6 +40,9 @@ Content-Disposition other than ``inline``, and its decoded bytes sniff
                             inside the email package); logged, never shown
 ``malformed-message``       the walk itself failed (e.g. nesting too deep
                             for the interpreter): the unvisited rest is lost
+``ambiguous-headers``       a part with two Content-Type, -Transfer-Encoding or
+                            -Disposition headers: parsers disagree on which
+                            wins (a smuggling trick), so it is never shown
 ``uuencoded-block``         \\
 ``yenc-block``               |  files embedded inside a kept text part; cut
 ``data-uri``                 |  from the text (see ``gateway.content.inline``
@@ -210,6 +213,9 @@ class _Walker:
 
     # -- classification ---------------------------------------------------
     def _visit(self, part: email.message.Message) -> None:
+        if _ambiguous(part):  # parsers disagree on which header wins: a smuggling trick
+            self._remove(part, "ambiguous-headers", subtree=part.is_multipart())
+            return
         ctype = content_type(part)
         maintype, _, subtype = ctype.partition("/")
         disp = disposition(part)
@@ -246,6 +252,14 @@ class _Walker:
                 self._remove(part, "binary-in-text-part")
             else:
                 self.entries.append(piece)
+
+
+_SINGLE_HEADERS = ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition")
+
+
+def _ambiguous(part: email.message.Message) -> bool:
+    """A part with two Content-Type (or -Transfer-Encoding, -Disposition) headers."""
+    return any(len(part.get_all(name) or ()) > 1 for name in _SINGLE_HEADERS)
 
 
 def _leaf_reason(maintype: str, subtype: str, ctype: str, disp: str | None,

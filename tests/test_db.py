@@ -19,3 +19,17 @@ def test_sqlite_migrates_itself_and_refuses_a_newer_schema(tmp_path):
     with pytest.raises(db.SchemaOutOfDate, match="newer than this gateway knows"):
         db.ensure_schema(engine)
     engine.dispose()
+
+
+def test_migrations_match_the_models(db_url):
+    """A model change without a migration (bash scripts/new-migration) fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from gateway.models import Base
+    from tests.conftest import migrate
+    migrate(db_url)
+    engine = db.make_engine(db_url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []

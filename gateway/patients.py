@@ -56,9 +56,12 @@ def _row_error(row: dict) -> str | None:
     return None
 
 
-def import_roster(session: Session, text: str, actor: str = "cli") -> ImportReport:
-    """Idempotent roster import; a bad row is reported by its line, good rows go in."""
+def import_roster(session: Session, text: str, actor: str = "cli",
+                  progress=None) -> ImportReport:
+    """Idempotent roster import; a bad row is reported by its line, good rows go in.
+    `progress(done, total)` is called every 500 rows and at the end."""
     report = ImportReport()
+    total = max(text.count("\n") - 1, 0)
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     header = [h.strip() for h in (reader.fieldnames or [])]
     absent = [c for c in COLUMNS if c not in header]
@@ -78,6 +81,11 @@ def import_roster(session: Session, text: str, actor: str = "cli") -> ImportRepo
             continue
         seen.add(acct)
         _upsert(session, row, report, actor)
+        done = report.added + report.updated + report.unchanged + len(report.errors)
+        if progress and done % 500 == 0:
+            progress(done, total)
+    if progress:
+        progress(total, total)
     return report
 
 

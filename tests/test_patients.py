@@ -63,3 +63,14 @@ def test_lookup_by_email_is_normalised(services):
         assert patients.by_email(session, "ANA.LOPEZ@example.COM").account_number == "1001"
         assert patients.by_email(session, "nobody@example.com") is None
         assert patients.by_email(session, "garbage") is None
+
+
+def test_import_reports_progress_to_the_end(services):
+    rows = "".join(f"{2000 + i},P{i},Q,p{i}@example.com,CA\n" for i in range(1200))
+    calls = []
+    with services.transaction() as session:
+        report = patients.import_roster(
+            session, "account_number,first_name,last_name,email,state\n" + rows,
+            progress=lambda done, total: calls.append((done, total)))
+    assert report.added == 1200
+    assert calls == [(500, 1200), (1000, 1200), (1200, 1200)]

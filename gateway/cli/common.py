@@ -82,3 +82,17 @@ def output(args, rows: list[dict], columns: list[str]) -> None:
 
 def err(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def progress_bar(label: str):
+    """A callback progress(done, total) drawing a bar on stderr when it is a terminal."""
+    def draw(done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return draw

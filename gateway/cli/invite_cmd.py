@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from gateway.cli.common import CommandError, add_config, err, services_from
+from gateway.cli.common import CommandError, add_config, err, progress_bar, services_from
 from gateway.clock import human
 
 
@@ -40,20 +40,9 @@ def cmd_invite(args) -> int:
         services.close()
 
 
-def _progress_bar(done: int, total: int) -> None:
-    if not sys.stderr.isatty():
-        return
-    width = 30
-    filled = width * done // max(total, 1)
-    sys.stderr.write(f"\rinviting [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
 def _pending(services) -> int:
     from gateway.enrollment import invites
-    report = invites.invite_pending(services, progress=_progress_bar)
+    report = invites.invite_pending(services, progress=progress_bar("inviting"))
     for account, reason in report.refused:
         err(f"{account}: not invited: {reason}")
     print(f"{report.sent} invited, {len(report.refused)} refused")

@@ -6,7 +6,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from gateway import outbox, patients
-from gateway.cli.common import CommandError, add_config, err, output, services_from
+from gateway.cli.common import (CommandError, add_config, err, output, progress_bar,
+                                services_from)
 from gateway.models import Patient
 from gateway.steps.acknowledge import practice_context
 
@@ -42,7 +43,7 @@ def cmd_import(args) -> int:
         raise CommandError(f"{path}: cannot read: {e}") from None
     services = services_from(args)
     with services.transaction() as session:
-        report = patients.import_roster(session, text)
+        report = patients.import_roster(session, text, progress=progress_bar("importing"))
     for line, problem in report.errors:
         err(f"{path}:{line}: {problem}")
     print(f"{path}: {report.added} added, {report.updated} updated, "

@@ -1,7 +1,6 @@
 """invite ACCOUNT [--email ADDR] | invite --pending: enrollment invitations (§12)."""
 from __future__ import annotations
 
-
 from gateway.cli.common import CommandError, add_config, err, progress_bar, services_from
 from gateway.clock import human
 

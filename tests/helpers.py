@@ -98,3 +98,18 @@ def dkim_keypair(folder):
     der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
                          check=True, capture_output=True).stdout
     return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+def load_eval():
+    """bench/classify_eval.py as a module (its corpus loader and scoring)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+    if "classify_eval" in sys.modules:
+        return sys.modules["classify_eval"]
+    path = Path(__file__).resolve().parents[1] / "bench" / "classify_eval.py"
+    spec = importlib.util.spec_from_file_location("classify_eval", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["classify_eval"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,29 +1,17 @@
 """Tests of the rule-based classifier (gateway.classification)."""
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 import textwrap
 
 import pytest
 
 from gateway.classification import (CATEGORIES, Classification, Classifier, RuleError,
                                     RuleHit, split_reply)
+from tests.helpers import load_eval
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
-
-
-def _load_eval():
-    if "classify_eval" in sys.modules:
-        return sys.modules["classify_eval"]
-    spec = importlib.util.spec_from_file_location("classify_eval",
-                                                  ROOT / "bench" / "classify_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["classify_eval"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +26,7 @@ def cat(clf: Classifier, text: str, subject: str = "", context: str | None = Non
 # ------------------------------------------------------------------ corpus floor
 
 def test_corpus_floor(clf):
-    ev = _load_eval()
+    ev = load_eval()
     samples = ev.load_corpus()
     assert len(samples) >= 250
     assert {s.expected for s in samples} == set(CATEGORIES)

@@ -14,14 +14,13 @@ never by pasting a holdout sentence.
 """
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 from dataclasses import dataclass
 
 import pytest
 
 from gateway.classification import CATEGORIES, Classifier
+from tests.helpers import load_eval
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -47,21 +46,10 @@ SETS = [
 ]
 
 
-def _load_eval():
-    if "classify_eval" in sys.modules:
-        return sys.modules["classify_eval"]
-    spec = importlib.util.spec_from_file_location("classify_eval",
-                                                  ROOT / "bench" / "classify_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["classify_eval"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module", params=SETS, ids=[s.name for s in SETS])
 def result(request):
     hs: HoldoutSet = request.param
-    ev = _load_eval()
+    ev = load_eval()
     samples = ev.load_corpus(hs.path)
     assert len(samples) == hs.size
     assert {s.expected for s in samples} == set(CATEGORIES)

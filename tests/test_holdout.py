@@ -7,6 +7,12 @@
   emergency recall 91.4% (32/35), 1 false emergency. After fixing the misses with general
   phrases: accuracy 100%, emergency recall 100%, no false emergency; the floor below
   leaves room for two non-emergency slips.
+* tests/data/holdout3/messages.toml: 80 messages (28 emergency / time-sensitive), written
+  blind with a focus on terse/text-speak, emoji, heavy Spanish, Tagalog/Vietnamese mixing,
+  buried emergencies, quoted notifications and past-event look-alikes. Blind figures:
+  accuracy 88.8% (71/80), emergency recall 89.3% (25/28), 2 false emergencies. After
+  general fixes: accuracy 98.75% (79/80), emergency recall 100%, no false emergency. The
+  one miss is "new phone # <number>" alone: trim.py sets it aside as a signature line.
 
 Those messages were written without looking at the rules, to measure how well the
 rules generalise. Fix a miss with a general phrase, stem or ``except`` in rules/,
@@ -43,6 +49,9 @@ SETS = [
     HoldoutSet("holdout2", ROOT / "tests" / "data" / "holdout2" / "messages.toml",
                size=100, min_emergencies=35, min_contexts=10,
                accuracy_floor=0.98, max_false_emergencies=1),
+    HoldoutSet("holdout3", ROOT / "tests" / "data" / "holdout3" / "messages.toml",
+               size=80, min_emergencies=28, min_contexts=9,
+               accuracy_floor=0.98, max_false_emergencies=0),
 ]
 
 

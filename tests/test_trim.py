@@ -198,3 +198,10 @@ def test_forwarded_message_marker():
            "Subject: Statement\n\nYou owe $300.")
     new, history = split_reply(raw)
     assert new == "See below, is this right?" and "You owe $300." in history
+
+
+def test_a_message_that_only_looks_like_a_signature_is_kept():
+    new, history = split_reply("new phone # 555-201-4477")
+    assert new == "new phone # 555-201-4477" and history == ""
+    new, history = split_reply("Ana Lopez\n555-201-4477\n\n> On Mon, Portal wrote:\n> hi")
+    assert "555-201-4477" in new and "> hi" in history

@@ -65,7 +65,10 @@ def split_reply(text: str) -> tuple[str, str]:
     lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
     hist = [False] * len(lines)
     _mark_quotes(lines, hist)
+    unsigned = list(hist)
     _mark_signatures(lines, hist)
+    if not any(line.strip() for line, h in zip(lines, hist) if not h):
+        hist = unsigned  # all of it looked like a signature: then it is the message
     new = "\n".join(l for l, h in zip(lines, hist) if not h)
     old = "\n".join(l for l, h in zip(lines, hist) if h)
     return _tidy(new), _tidy(old)

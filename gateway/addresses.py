@@ -45,10 +45,6 @@ class Addresses:
     def portal(self) -> str:
         return f"portal@{self.domain}"
 
-    @property
-    def noreply(self) -> str:
-        return f"portal@{self.domain}"
-
     def make(self, purpose: str, token: str) -> str:
         return f"{purpose}{self.sep}{token}@{self.domain}"
 

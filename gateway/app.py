@@ -37,7 +37,6 @@ class Gateway:
         self.worker = OutboxWorker(services)
         self.tasks: list[asyncio.Task] = []
         self.imap_tasks: list[asyncio.Task] = []
-        self.stopped = asyncio.Event()
 
     async def start(self) -> None:
         cfg = self.s.cfg.smtp
@@ -147,7 +146,6 @@ class Gateway:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending, timeout=2)
-        self.stopped.set()
 
     async def run_forever(self) -> None:
         await self.start()

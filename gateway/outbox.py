@@ -7,7 +7,6 @@ import datetime as dt
 import random
 from email.message import EmailMessage
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.addresses import Addresses, new_token
@@ -26,14 +25,6 @@ def enqueue(session: Session, addresses: Addresses, msg: EmailMessage, recipient
     msg["X-Portal-Outbox"] = str(row.id)
     row.raw = msg.as_bytes()
     return row
-
-
-def stats(session: Session) -> dict:
-    depth = session.scalar(select(func.count()).select_from(Outbox)
-                           .where(Outbox.state == "queued")) or 0
-    oldest = session.scalar(select(func.min(Outbox.created_at)).where(Outbox.state == "queued"))
-    age = (utcnow() - oldest).total_seconds() if oldest else 0.0
-    return {"depth": depth, "oldest_age_seconds": age}
 
 
 def backoff(attempts: int, base: float = 60.0, cap: float = 3600.0) -> dt.timedelta:

@@ -5,7 +5,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -123,8 +123,3 @@ def set_status(session: Session, patient: Patient, status: str, actor: str,
     patient.suspend_reason = reason if status == "suspended" else None
     audit.record(session, actor, f"patient.{status}", "patient", patient.account_number,
                  patient.id, previous=old)
-
-
-def counts(session: Session) -> dict:
-    rows = session.execute(select(Patient.status, func.count()).group_by(Patient.status))
-    return {status: n for status, n in rows}

@@ -57,7 +57,6 @@ class Context:
     classification: object = None
     thread: object = None
     message: object = None
-    outbox_ids: list = field(default_factory=list)
 
 
 # The patient chain, read top to bottom (admit sender -> strip -> classify -> store -> route).

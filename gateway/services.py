@@ -1,7 +1,6 @@
 """What every part of the gateway shares: config, database, addresses, templates, rules."""
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,7 +25,6 @@ class Services:
     classifier: Classifier
     resolver: Resolver = field(default_factory=Resolver)  # DNS; tests replace it
     on_commit: list[Callable[[], None]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, cfg: Config, migrate: bool = True) -> "Services":
@@ -50,8 +48,7 @@ class Services:
         """Reload rules and templates; on error the old ones stay and the error is raised."""
         classifier = Classifier.load(self.cfg.rules_dir)
         notices = Notices(self.cfg.templates_dir)
-        with self._lock:
-            self.classifier, self.notices = classifier, notices
+        self.classifier, self.notices = classifier, notices  # one swap, no half state
 
     def close(self) -> None:
         self.engine.dispose()

@@ -6,8 +6,6 @@ import datetime as dt
 import io
 import logging
 
-from argon2 import PasswordHasher
-import aiosmtplib
 
 from gateway import logs, notifications
 from gateway.deadlines import DeadlineSweeper

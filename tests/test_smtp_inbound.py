@@ -134,7 +134,6 @@ async def test_oversize_message_gets_552(services, gateway):
 async def test_database_unavailable_gives_451_and_stores_nothing(services, gateway,
                                                                  monkeypatch):
     add_patient(services)
-    from gateway import pipeline
     from sqlalchemy.exc import OperationalError
 
     def broken_transaction():

@@ -31,6 +31,5 @@ def acknowledge_patient(ctx) -> None:
         domain=s.addresses.domain, headers=headers, patient_name=patient.display_name,
         due=human(thread.due_at, cfg.practice.timezone),
         removed_files=removed_names(ctx.stripped), **practice_context(cfg))
-    row = outbox.enqueue(ctx.session, s.addresses, msg, patient.email, name, thread.id,
-                         patient.id)
-    ctx.outbox_ids.append(row.id)
+    outbox.enqueue(ctx.session, s.addresses, msg, patient.email, name, thread.id,
+                   patient.id)

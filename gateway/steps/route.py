@@ -62,6 +62,5 @@ def route_to_staff(ctx) -> None:
             patient_name=patient.display_name, account_number=patient.account_number,
             rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",
             due=human(thread.due_at, tz))
-        row = outbox.enqueue(ctx.session, s.addresses, msg, rcpt, "staff_copy",
-                             thread.id, patient.id)
-        ctx.outbox_ids.append(row.id)
+        outbox.enqueue(ctx.session, s.addresses, msg, rcpt, "staff_copy", thread.id,
+                       patient.id)

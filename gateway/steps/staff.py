@@ -90,9 +90,8 @@ def relay_to_patient(ctx) -> None:
     message_id = str(msg["Message-ID"])
     thread.last_message_id = message_id
     thread.ref_chain = " ".join(((thread.ref_chain or "") + " " + message_id).split()[-20:])
-    row = outbox.enqueue(ctx.session, s.addresses, msg, patient.email, "staff_answer",
-                         thread.id, patient.id)
-    ctx.outbox_ids.append(row.id)
+    outbox.enqueue(ctx.session, s.addresses, msg, patient.email, "staff_answer",
+                   thread.id, patient.id)
 
 
 def mark_answered(ctx) -> None:

@@ -36,6 +36,8 @@ class GatewaySection:
     drain_seconds: float = 30.0  # SIGTERM: in-flight sessions and sends get this long
     retention_days: int = 365  # message text purged this long after a thread ends; 0: never
     outbox_stuck_minutes: float = 15.0  # /healthz 503 when due mail waits longer; 0: off
+    quarantine_max_bytes: int = 256 * 1024 * 1024  # raw bytes held in the quarantine at most
+    quarantine_days: int = 30  # held messages' raw bytes are dropped this long after
 
 
 @dataclass
@@ -61,11 +63,14 @@ class SmtpSection:
     max_command_length: int = 512  # octets per command line (RFC 5321)
     max_header_bytes: int = 100 * 1024  # the header block of a message
     max_mime_depth: int = 20
-    max_mime_parts: int = 500
+    max_mime_parts: int = 1000
+    content_cpu_seconds: float = 5.0  # CPU for one message's content steps; more: 554 5.6.0
     max_received_headers: int = 30  # more: a mail loop (554 5.4.6)
     session_deadline_seconds: float = 1200.0  # whole session, however busy
     max_sessions: int = 100  # concurrent sessions per listener
     max_sessions_per_ip: int = 20
+    max_sessions_per_network: int = 30  # per IPv4 /24 or IPv6 /64
+    pre_mail_timeout_seconds: float = 30.0  # idle before the first MAIL: 421
     max_noop_per_session: int = 20
     max_rset_per_session: int = 100
     max_command_repeats: int = 1000  # any other single command per session

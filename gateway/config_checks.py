@@ -72,7 +72,8 @@ def _policy_and_gateway(cfg: Config, err) -> None:
             "of the practice's own MTA")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
-    for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes"):
+    for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes",
+                "quarantine_max_bytes", "quarantine_days"):
         if getattr(cfg.gateway, key) < 0:
             err("gateway", key, "must not be negative")
     if len(cfg.gateway.separator) != 1:
@@ -88,6 +89,8 @@ SMTP_LIMIT_RANGES = {
     "max_mime_parts": (2, 100_000), "max_received_headers": (5, 500),
     "session_deadline_seconds": (1, 86400), "session_timeout_seconds": (1, 3600),
     "max_sessions": (1, 100_000), "max_sessions_per_ip": (1, 100_000),
+    "max_sessions_per_network": (1, 100_000), "pre_mail_timeout_seconds": (1, 3600),
+    "content_cpu_seconds": (0.1, 600),
     "max_noop_per_session": (1, 100_000), "max_rset_per_session": (1, 100_000),
     "max_command_repeats": (10, 1_000_000), "max_recipients": (1, 1000),
     "max_messages_per_patient_per_hour": (0, 1_000_000),

@@ -14,6 +14,11 @@ TOO_BIG = "552 5.3.4 Message too big"
 BARE_LINE_ENDING = "550 5.5.2 Bare CR or LF line endings are not accepted; use CRLF"
 TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
 ACCEPTED = "250 2.0.0 Message accepted"
+# Content decisions: about the message's shape or cost, the same for every sender.
+MIME_TOO_DEEP = "554 5.6.0 MIME structure nested too deeply"
+MIME_TOO_MANY_PARTS = "554 5.6.0 Too many MIME parts"
+CONTENT_TOO_COSTLY = ("554 5.6.0 Message too complex to process; please send plain text "
+                      "or call the office")
 
 
 class Reject(Exception):

@@ -1,20 +1,28 @@
 """The inbound pipeline: one entry point (`ingest`) for every door (SMTP, IMAP).
 
-A message passes an ordered list of small steps, read top to bottom.  A step either
+A message passes ordered lists of small steps, read top to bottom.  A step either
 changes the context or raises `Reject` (a decision: the sender gets that SMTP reply).
-All steps for all recipients run in one database transaction: when `ingest` returns, the
-message, its attachment log, its thread and every mail it causes are committed.
+
+Two phases.  The content steps (parse, strip, split the reply, score against the rules)
+are CPU work on the message alone: they run once per message, before any database
+transaction opens, under a CPU budget (``[smtp] content_cpu_seconds``; past it the message
+is refused with ``554 5.6.0``).  Then the decision-and-store steps for all recipients run
+in one database transaction: when `ingest` returns, the message, its attachment log, its
+thread and every mail it causes are committed.  An unexpected error in a content step is
+held back and raised only once the sender is admitted and authenticated (`trust_sender`),
+so a stranger's message can never reach the quarantine.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from typing import Callable
 
 from gateway import audit, metrics
 from gateway.addresses import LocalAddress
-from gateway.decisions import UNKNOWN_RECIPIENT, Reject
+from gateway.content.budget import Budget, OverBudget
+from gateway.decisions import CONTENT_TOO_COSTLY, UNKNOWN_RECIPIENT, Reject
 from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, loops,
                            parse, route, staff, store, strip, thread)
 from gateway.steps.dedupe import skip_duplicate
@@ -31,6 +39,9 @@ class Inbound:
     source: str = "smtp"
     session_id: str = "-"
     envelope_rewritten: bool = False
+    # Set once a chain admitted and authenticated the sender: only then may a message
+    # that crashes a step be held in the quarantine.
+    trusted: bool = False
     # Called as before_commit(session, contexts) after the last step, inside the same
     # transaction: a door records its own bookkeeping atomically with the outcome (IMAP
     # writes its seen-row here).  An exception it raises rolls everything back.
@@ -43,7 +54,9 @@ class Context:
     services: object
     session: object
     inbound: Inbound
-    local: LocalAddress
+    local: LocalAddress | None
+    budget: Budget | None = None
+    content_error: BaseException | None = None
     msg: EmailMessage | None = None
     defects: list = field(default_factory=list)
     sender: str | None = None
@@ -54,21 +67,40 @@ class Context:
     stripped: object = None
     new_text: str = ""
     history: str = ""
+    scores: list | None = None
     classification: object = None
     thread: object = None
     message: object = None
 
 
-# The patient chain, read top to bottom (admit sender -> strip -> classify -> store -> route).
+# Content steps: once per message, before the transaction, no database (CPU budget).
+CONTENT_STEPS = (
+    parse.parse_message,  # MIME depth and part limits: 554 5.6.0
+    strip.strip_attachments,
+    classify.split_text,  # new text / quoted history
+    classify.score_text,  # rule hits, without the thread's context
+)
+
+
+def trust_sender(ctx) -> None:
+    """Step: the sender is admitted and authenticated; a content error held back so far
+    is raised now (it may reach the quarantine)."""
+    if ctx.auth is not None and ctx.auth.result == "fail":
+        return  # delivered to staff marked as a suspected spoof: never trusted
+    ctx.inbound.trusted = True
+    if ctx.content_error is not None:
+        raise ctx.content_error
+
+
+# The patient chain, read top to bottom (admit sender -> classify -> store -> route).
 PATIENT_STEPS = (
-    parse.parse_message,
     skip_duplicate,  # the same bytes again (a lost 250, retried): 250, stored once
     admit.admit_patient,
     authenticate.authenticate_sender,
+    trust_sender,
     patient_rate,  # too many messages an hour: 451 4.7.1 and one staff alert
     loops.detect_automatic,
-    strip.strip_attachments,
-    classify.classify_message,
+    classify.classify_message,  # the decision, with the thread's context
     thread.attach_thread,
     store.store_message,
     route.route_to_staff,
@@ -77,11 +109,10 @@ PATIENT_STEPS = (
 
 # A staff member's answer to staff+TOKEN, relayed to the patient (§9).
 STAFF_STEPS = (
-    parse.parse_message,
     skip_duplicate,
     staff.admit_staff,
+    trust_sender,
     loops.detect_automatic,
-    strip.strip_attachments,
     staff.trim_answer,
     staff.store_answer,
     staff.relay_to_patient,
@@ -90,7 +121,7 @@ STAFF_STEPS = (
 
 # Delivery status notifications for one outbound mail (VERP).
 BOUNCE_STEPS = (
-    parse.parse_message,
+    bounce.require_content,  # null senders are never trusted: a content error is a 451
     bounce.record_bounce,
 )
 
@@ -141,15 +172,37 @@ def _count_accepted(inbound: Inbound, contexts: list) -> None:
             metrics.attachments_removed(ctx.stripped.removed)
 
 
+def content(services, inbound: Inbound) -> Context:
+    """Run the content steps (no database) within the CPU budget; raises Reject.  An
+    unexpected error is kept in ``content_error`` for `trust_sender`."""
+    ctx = Context(services=services, session=None, inbound=inbound, local=None,
+                  budget=Budget(services.cfg.smtp.content_cpu_seconds))
+    try:
+        for step in CONTENT_STEPS:
+            step(ctx)
+            ctx.budget.check()
+    except OverBudget:
+        raise Reject(CONTENT_TOO_COSTLY, "content-cpu") from None
+    except Reject:
+        raise
+    except Exception as error:
+        ctx.content_error = error
+    return ctx
+
+
 def _ingest(services, inbound: Inbound) -> list[Context]:
     contexts = []
+    recipients = []
+    for rcpt in dict.fromkeys(r.lower() for r in inbound.rcpt_tos):
+        local = services.addresses.parse(rcpt)
+        if local is None or local.purpose not in CHAINS:
+            raise Reject(UNKNOWN_RECIPIENT, "unknown-recipient")
+        recipients.append(local)
+    analysed = content(services, inbound)
     with services.transaction() as session:
-        for rcpt in dict.fromkeys(r.lower() for r in inbound.rcpt_tos):
-            local = services.addresses.parse(rcpt)
-            chain = CHAINS.get(local.purpose) if local else None
-            if chain is None:
-                raise Reject(UNKNOWN_RECIPIENT, "unknown-recipient")
-            ctx = Context(services=services, session=session, inbound=inbound, local=local)
+        for local in recipients:
+            chain = CHAINS[local.purpose]
+            ctx = replace(analysed, session=session, local=local, budget=None)
             for step in chain:
                 step(ctx)
             contexts.append(ctx)

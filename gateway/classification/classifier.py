@@ -28,9 +28,17 @@ class Classifier:
 
     def classify(self, text: str, subject: str = "",
                  context_kind: str | None = None) -> Classification:
+        return self.decide(self.score(text, subject), context_kind)
+
+    def score(self, text: str, subject: str = "") -> list:
+        """The rule hits of a text (the costly part; no thread context)."""
         norm_text = normalize(text or "")
         norm_subject = normalize(strip_subject_prefixes(subject or ""))
-        hits = score_rules(self.rules, self.settings, norm_text, norm_subject)
+        return score_rules(self.rules, self.settings, norm_text, norm_subject)
+
+    def decide(self, hits: list, context_kind: str | None = None) -> Classification:
+        """The decision over `hits` (from score) and the thread's context (cheap)."""
+        hits = list(hits)
         ctx = context_hit(self.settings, context_kind, hits)
         if ctx is not None:
             hits.append(ctx)

@@ -27,7 +27,7 @@ _RESOLVED_AFTER = re.compile(
     r"ya paro|se detuvo|se quito|ya se fue|ya paso)(?!\w)")
 _NEG_AFTER_GUARD = re.compile(r"(?<!\w)(?:not|no|never|hasnt|havent|hadnt|didnt|wont|isnt)(?!\w)")
 _WINDOW_WORDS = 5
-_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|rv|tr|aw|wg)\s*(?:\[\d+\])?\s*:\s*)+",
+_SUBJECT_PREFIX = re.compile(r"^\s*+(?:(?:re|fw|fwd|rv|tr|aw|wg)\s*+(?:\[\d+\]\s*+)?:\s*+)+",
                              re.IGNORECASE)
 
 

@@ -42,14 +42,14 @@ _VALEDICTION = re.compile(
     r"^\s*(?:thanks?(?: you)?(?: so much| very much)?(?: again)?|thx|ty|best(?: regards| wishes)?|"
     r"regards|kind regards|warm regards|warmly|sincerely(?: yours)?|cheers|respectfully|"
     r"take care|blessings|love|(?:muchas )?gracias|saludos(?: cordiales)?|un saludo|"
-    r"atentamente|cordialmente|bendiciones)\s*[,.!\-]*\s*$", _I)
+    r"atentamente|cordialmente|bendiciones)\s*+[,.!\-]*+\s*+$", _I)
 _PHONE = re.compile(
     r"^[\w .:#/()+-]{0,20}?\(?\+?\d{0,2}[\s.-]?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}"
     r"(?:\s*(?:x|ext\.?)\s*\d+)?\s*$", _I)
 _EMAIL_LINE = re.compile(r"^\s*(?:e-?mail\s*:\s*)?[\w.+-]+@[\w-]+(?:\.[\w-]+)+\s*$", _I)
 _ID_LINE = re.compile(
     r"^\s*(?:dob|d\.o\.b\.|date of birth|fecha de nacimiento|mrn|acct|account|cuenta|"
-    r"patient id|id)\b\s*[#:.]?\s*[\w/ .-]{1,25}$", _I)
+    r"patient id|id)\b(?:\s*+[#:.])?[\w/ .-]{1,25}$", _I)
 _NAME = re.compile(
     r"^\s*(?:(?:mr|mrs|ms|miss|dr|sra?|srta)\.?\s+)?"
     r"[A-ZÁÉÍÓÚÑ][a-záéíóúñü'’-]+\.?(?:\s+(?:[A-ZÁÉÍÓÚÑ]\.|[A-ZÁÉÍÓÚÑ][a-záéíóúñü'’-]+)){0,3}\s*$")

@@ -19,23 +19,31 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_inspect)
 
 
-def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None) -> dict:
-    from gateway.classification import split_reply
-    from gateway.content.strip import strip_message
-    from gateway.steps.classify import subject_of
-    from gateway.steps.parse import parse_bytes
-    msg, _ = parse_bytes(raw)
-    stripped = strip_message(msg)
-    new_text, history = split_reply(stripped.text)
-    cls = classifier.classify(new_text, subject=subject_of(msg), context_kind=context_kind)
-    text = new_text + (f"\n\n{history}" if history else "")
+def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None,
+                  cfg=None) -> dict:
+    """The content steps of the pipeline, the same ones `ingest` runs, on one message."""
+    from types import SimpleNamespace
+
+    from gateway.config import SmtpSection
+    from gateway.decisions import Reject
+    from gateway.pipeline import Inbound, content
+    smtp = cfg.smtp if cfg is not None else SmtpSection()
+    services = SimpleNamespace(cfg=SimpleNamespace(smtp=smtp), classifier=classifier)
+    try:
+        ctx = content(services, Inbound(raw=raw, mail_from="", rcpt_tos=[], source="inspect"))
+    except Reject as decision:
+        raise ValueError(f"refused: {decision.reply}") from None
+    if ctx.content_error is not None:
+        raise ctx.content_error
+    cls = classifier.decide(ctx.scores, context_kind=context_kind)
+    text = ctx.new_text + (f"\n\n{ctx.history}" if ctx.history else "")
     return {
         "category": cls.category, "urgent": cls.urgent, "rules": cls.rule_ids,
         "scores": [{"id": h.id, "category": h.category, "score": h.score, "reason": h.reason}
                    for h in cls.hits],
         "attachments": [{"filename": a.filename, "declared_type": a.declared_type,
                          "sniffed_type": a.sniffed_type, "size": a.size, "sha256": a.sha256,
-                         "reason": a.reason} for a in stripped.removed],
+                         "reason": a.reason} for a in ctx.stripped.removed],
         "text": text,
     }
 
@@ -68,7 +76,7 @@ def cmd_inspect(args) -> int:
         result = {"file": name}
         try:
             result.update(inspect_bytes(classifier, Path(name).read_bytes(),
-                                        args.context_kind))
+                                        args.context_kind, cfg))
         except Exception as e:  # one bad file must not stop the run
             failed += 1
             result["error"] = f"{type(e).__name__}: {e}"

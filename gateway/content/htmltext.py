@@ -31,6 +31,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import unquote, urlsplit
 
+from gateway.content.budget import OverBudget
 from gateway.content.inline import Blob, decode_data_uri
 from gateway.content.sniff import guess_type
 
@@ -46,7 +47,15 @@ _IMG_TAGS = frozenset({"img", "input", "image", "video", "source", "picture"})
 _IMG_ATTRS = frozenset({"src", "srcset", "background", "poster", "dynsrc",
                         "lowsrc", "href", "xlink:href"})
 _WS = re.compile(r"[ \t\n\r\f\v\xa0]+")
-_CSS_URL = re.compile(r"url\(\s*(['\"]?)([^)'\"]*)\1\s*\)", re.IGNORECASE)
+# Linear by construction (possessive quantifiers; an unquoted value stops at "(" as well,
+# so a run of "url(url(url(" is scanned once, not once per "url(").
+_CSS_URL = re.compile(r"""url\(\s*+(?:"([^"]*+)"|'([^']*+)'|([^()'"]*+))\s*+\)""",
+                      re.IGNORECASE)
+_CRUDE_SKIP = re.compile(r"<(script|style|title|head)\b", re.IGNORECASE)
+_CRUDE_BREAK = re.compile(r"<br\s*+/?>|</(?:p|div|li|tr|h[1-6])\s*+>", re.IGNORECASE)
+_CRUDE_TAG = re.compile(r"<[^<>]*+>")
+_CRUDE_DATA = re.compile(r"data:[^\s\"'<>()]++", re.IGNORECASE)
+CHUNK = 64 * 1024  # HTML is fed to the parser in pieces, the CPU budget checked between
 
 
 class _ImageCollector:
@@ -83,7 +92,7 @@ class _ImageCollector:
 
     def css(self, text: str) -> None:
         for m in _CSS_URL.finditer(text):
-            self.url(m.group(2), True)
+            self.url(m.group(1) or m.group(2) or m.group(3) or "", True)
 
     def attrs(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
@@ -225,23 +234,44 @@ class _Converter(HTMLParser):
         return "\n".join(self.lines)
 
 
+def _drop_skipped(markup: str) -> str:
+    """`markup` without script/style/title/head elements (linear: str.find)."""
+    out, pos, low = [], 0, markup.lower()
+    while True:
+        m = _CRUDE_SKIP.search(markup, pos)
+        if m is None:
+            out.append(markup[pos:])
+            return " ".join(out)
+        out.append(markup[pos:m.start()])
+        end = low.find("</" + m.group(1).lower(), m.end())
+        if end < 0:
+            return " ".join(out)
+        close = low.find(">", end)
+        pos = len(markup) if close < 0 else close + 1
+
+
 def _crude_text(markup: str) -> str:
-    text = re.sub(r"(?is)<(script|style|title|head)\b.*?</\1\s*>", " ", markup)
-    text = re.sub(r"(?i)<br\s*/?>|</(p|div|li|tr|h[1-6])\s*>", "\n", text)
-    text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    text = _CRUDE_BREAK.sub("\n", _drop_skipped(markup))
+    text = html.unescape(_CRUDE_TAG.sub(" ", text))
     return "\n".join(_WS.sub(" ", line).strip() for line in text.split("\n"))
 
 
-def html_to_text(markup: str) -> tuple[str, list[Blob]]:
-    """Readable text of an HTML document, and its data: URIs / remote images."""
+def html_to_text(markup: str, check=None) -> tuple[str, list[Blob]]:
+    """Readable text of an HTML document, and its data: URIs / remote images.
+    `check` is called between chunks (a CPU budget); it may raise."""
     conv = _Converter()
     try:
-        conv.feed(markup)
+        for start in range(0, len(markup), CHUNK):
+            conv.feed(markup[start:start + CHUNK])
+            if check is not None:
+                check()
         conv.close()
         return conv.finish(), conv.images.blobs
+    except OverBudget:
+        raise
     except Exception:  # _markupbase may raise AssertionError on odd markup
         blobs = list(conv.images.blobs)
-        for m in re.finditer(r"data:[^\s\"'<>()]+", markup, re.IGNORECASE):
+        for m in _CRUDE_DATA.finditer(markup):
             blob = decode_data_uri(m.group(0))
             if blob is not None:
                 blobs.append(blob)

@@ -45,21 +45,28 @@ class Blob:
 
 
 _LINE_RE = re.compile(r"[^\n]*\n|[^\n]+")
-_UU_BEGIN = re.compile(r"^begin(-base64)? +([0-7]{3,4})(?: +(.*?))?\s*$")
+_UU_BEGIN = re.compile(r"^begin(-base64)? +([0-7]{3,4})(?: +(.*))?$")
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 # One or more whitespace-separated tokens of 40+ base64 characters (HTML
 # conversion joins a block's lines with spaces), maybe a shorter last token.
 _B64_LONG = re.compile(r"^\s*(?:[A-Za-z0-9+/]{40,}={0,2}\s+)*[A-Za-z0-9+/]{40,}={0,2}"
                        r"(?:\s+[A-Za-z0-9+/]+={0,2})?\s*$")
 _B64_TAIL = re.compile(r"^\s*[A-Za-z0-9+/]+={0,2}\s*$")
+_NOT_B64 = re.compile(rb"[^A-Za-z0-9+/\-_]")
+_SPACES = re.compile(r"\s+")
+_MIXED = (re.compile("[a-z]"), re.compile("[A-Z]"), re.compile("[0-9]"))
 _YENC_NAME = re.compile(r"\bname=(.*)$")
 _YENC_TABLE = bytes((c - 42) & 0xFF for c in range(256))
-DATA_URI_RE = re.compile(
-    r"data:(?P<mime>[a-z0-9][\w.+-]*/[\w.+-]+)?"
-    r"(?P<params>(?:;[\w.+-]+(?:=[^;,\s\"'<>()]*)?)*)"
-    r",(?P<payload>[^\s\"'<>()]*)",
-    re.IGNORECASE,
-)
+# Every pattern here is linear: possessive quantifiers, classes that cannot overlap.
+_HEADER = (r"data:(?P<mime>[a-z0-9][\w.+-]*+/[\w.+-]++)?"
+           r"(?P<params>(?:;[\w.+-]++(?:=[^;,\s\"'<>()]*+)?)*+)")
+DATA_URI_RE = re.compile(_HEADER + r",(?P<payload>[^\s\"'<>()]*+)", re.IGNORECASE)
+_HEADER_RE = re.compile(_HEADER, re.IGNORECASE)
+# A run of characters a data: URI header may hold, from one "data:" up to the comma.
+_HEADER_RUN = re.compile(r"data:[^,\s\"'<>()]*+", re.IGNORECASE)
+_PAYLOAD = re.compile(r"[^\s\"'<>()]*+")
+_DATA = re.compile("data:", re.IGNORECASE)
+_TAIL_WINDOW = 512
 
 
 def split_lines(text: str) -> list[str]:
@@ -73,7 +80,7 @@ def lenient_b64decode(data: str | bytes) -> bytes:
     try:
         if isinstance(data, str):
             data = data.encode("ascii", "ignore")
-        clean = re.sub(rb"[^A-Za-z0-9+/\-_]", b"", data).translate(
+        clean = _NOT_B64.sub(b"", data).translate(
             bytes.maketrans(b"-_", b"+/"))
         if len(clean) % 4 == 1:
             clean = clean[:-1]
@@ -111,7 +118,7 @@ def _match_block(lines: list[str], i: int, codec: str) -> tuple[int, Blob | None
     head = lines[i].rstrip("\r\n")
     m = _UU_BEGIN.match(head)
     if m:
-        return _read_uu(lines, i, bool(m.group(1)), m.group(3))
+        return _read_uu(lines, i, bool(m.group(1)), (m.group(3) or "").strip() or None)
     if head.startswith("=ybegin ") or head == "=ybegin":
         return _read_yenc(lines, i, codec)
     return i, None
@@ -194,7 +201,7 @@ def _read_yenc(lines: list[str], i: int, codec: str):
 
 def decode_data_uri(uri: str) -> Blob | None:
     """Blob for one ``data:`` URI (whitespace inside is ignored), or None."""
-    compact = re.sub(r"\s+", "", uri)
+    compact = _SPACES.sub("", uri)
     m = DATA_URI_RE.match(compact)
     if not m:
         return None
@@ -221,18 +228,40 @@ def _blob_from_match(m: re.Match) -> Blob:
     return Blob(filename, mime, data, "data-uri")
 
 
+def _uri_start(text: str, run: re.Match) -> int | None:
+    """Where the data: URI ending at this run's comma starts, or None.
+
+    Searching with DATA_URI_RE itself would try every "data:" inside a long run and scan
+    to the run's end each time (quadratic).  Instead: the run's first "data:", else any
+    "data:" among the last _TAIL_WINDOW characters (a real header is short)."""
+    start, end = run.start(), run.end()
+    candidates = [start] + [m.start() for m in _DATA.finditer(
+        text, max(start + 1, end - _TAIL_WINDOW), end)]
+    for pos in candidates:
+        m = _HEADER_RE.match(text, pos, end)
+        if m and m.end() == end and (m.group("mime") or m.group("params")):
+            return pos
+    return None
+
+
 def cut_data_uris(text: str) -> tuple[str, list[Blob]]:
-    """Remove ``data:`` URIs (with a type or parameters) from plain text."""
+    """Remove ``data:`` URIs (with a type or parameters) from plain text (linear time)."""
     blobs: list[Blob] = []
-
-    def repl(m: re.Match) -> str:
-        if not (m.group("mime") or m.group("params")):
-            return m.group(0)
-        blobs.append(_blob_from_match(m))
-        return ""
-
+    pieces: list[str] = []
+    last = 0
     try:
-        return DATA_URI_RE.sub(repl, text), blobs
+        for run in _HEADER_RUN.finditer(text):
+            if run.start() < last or text[run.end():run.end() + 1] != ",":
+                continue
+            pos = _uri_start(text, run)
+            if pos is None:
+                continue
+            m = DATA_URI_RE.match(text, pos)
+            blobs.append(_blob_from_match(m))
+            pieces.append(text[last:pos])
+            last = m.end()
+        pieces.append(text[last:])
+        return "".join(pieces), blobs
     except Exception:
         return text, blobs
 
@@ -240,7 +269,7 @@ def cut_data_uris(text: str) -> tuple[str, list[Blob]]:
 def _is_b64_run(run: list[str]) -> bool:
     joined = "".join(s.strip() for s in run)
     long_enough = len(joined) >= 60
-    mixed = all(re.search(p, joined) for p in ("[a-z]", "[A-Z]", "[0-9]"))
+    mixed = all(p.search(joined) for p in _MIXED)
     return long_enough and mixed
 
 

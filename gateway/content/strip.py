@@ -90,6 +90,7 @@ import email.message
 import re
 from dataclasses import dataclass, field
 
+from gateway.content.budget import OverBudget
 from gateway.content.htmltext import html_to_text
 from gateway.content.inline import Blob, cut_blobs
 from gateway.content.parts import (
@@ -146,7 +147,8 @@ class _Piece:
 class _Walker:
     """One pass over ``msg.walk()``, building pieces and removed items."""
 
-    def __init__(self) -> None:
+    def __init__(self, check=None) -> None:
+        self.check = check or (lambda: None)  # raises when the CPU budget is spent
         self.parent: dict[int, email.message.Message] = {}
         self.cut: set[int] = set()
         self.entries: list[RemovedItem | _Piece] = []
@@ -163,10 +165,13 @@ class _Walker:
                 self._defect(f"StripError:{type(exc).__name__}")
                 self.entries.append(make_item(None, content_type(msg), b"", "malformed-message"))
                 return
+            self.check()
             self._register(part)
             if not self._under_cut(part):
                 try:
                     self._visit(part)
+                except OverBudget:
+                    raise
                 except Exception as exc:
                     self._defect(f"StripError:{type(exc).__name__}")
                     self._remove(part, "malformed-part", subtree=True)
@@ -247,7 +252,7 @@ class _Walker:
             self._remove(part, "binary-in-text-part")
         else:
             text, codec = decode_text(data, charset_of(part, data, subtype == "html"))
-            piece, leftover = _make_piece(part, subtype, text, codec)
+            piece, leftover = _make_piece(part, subtype, text, codec, self.check)
             if has_binary_chars(leftover):
                 self._remove(part, "binary-in-text-part")
             else:
@@ -280,14 +285,15 @@ def _leaf_reason(maintype: str, subtype: str, ctype: str, disp: str | None,
     return None
 
 
-def _make_piece(part, subtype: str, text: str, codec: str) -> tuple[_Piece, str]:
+def _make_piece(part, subtype: str, text: str, codec: str,
+                check=None) -> tuple[_Piece, str]:
     """Text piece of a kept part, and the text to judge for binary content
     (the plain text with embedded blocks cut out, or the HTML source)."""
     blobs: list[Blob] = []
     if subtype == "html":
         text, blobs = cut_blobs(text, codec, line_blocks_only=True)
         leftover = text
-        text, found = html_to_text(text)
+        text, found = html_to_text(text, check)
         blobs += found
     text, more = cut_blobs(text, codec)
     if subtype != "html":
@@ -365,12 +371,15 @@ def _finish(walker: _Walker) -> Stripped:
     return Stripped(text, tuple(removed), html_only, tuple(walker.defects))
 
 
-def strip_message(msg: email.message.EmailMessage) -> Stripped:
-    """The patient's text and the log of everything removed.  Never raises."""
-    walker = _Walker()
+def strip_message(msg: email.message.EmailMessage, check=None) -> Stripped:
+    """The patient's text and the log of everything removed.  Never raises, except what
+    `check` (called between parts: a CPU budget) raises."""
+    walker = _Walker(check)
     try:
         walker.run(msg)
         return _finish(walker)
+    except OverBudget:
+        raise
     except Exception as exc:  # last resort: drop everything, log that we did
         defects = tuple(walker.defects) + (f"StripError:{type(exc).__name__}",)
         try:

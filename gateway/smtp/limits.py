@@ -2,8 +2,8 @@
 
 Session limits (concurrent sessions overall and per client address, whole-session
 deadline, command repeat caps, line and command length) are applied by ``GatewaySMTP``;
-content limits (NUL bytes, header block size, Received hops, MIME depth and part count)
-by ``check_content`` before the pipeline parses anything; the per-patient message rate by
+cheap content limits (NUL bytes, header block size, Received hops) by ``check_content``
+before the pipeline parses anything (MIME depth and part count are bounded while parsing); the per-patient message rate by
 the ``patient_rate`` pipeline step.  Every value comes from ``[smtp]`` in the config.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import outbox
-from gateway.decisions import Reject
+from gateway.decisions import MIME_TOO_DEEP, MIME_TOO_MANY_PARTS, Reject  # noqa: F401
 from gateway.models import Message, NoticeSent, Patient, utcnow
 
 log = logging.getLogger("gateway.smtp")
@@ -32,8 +32,6 @@ STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
 NUL_BYTES = "550 5.6.0 NUL characters are not accepted in mail"
 HEADER_TOO_BIG = "552 5.3.4 Message header block too large"
 TOO_MANY_HOPS = "554 5.4.6 Too many Received headers: possible mail loop"
-MIME_TOO_DEEP = "554 5.6.0 MIME structure nested too deeply"
-MIME_TOO_MANY_PARTS = "554 5.6.0 Too many MIME parts"
 RATE_LIMITED = ("451 4.7.1 Too many messages from this sender; please try again later "
                 "or call the office")
 
@@ -84,15 +82,12 @@ class SessionCounter:
 # --- content -------------------------------------------------------------------------------
 
 _RECEIVED = re.compile(rb"^received[ \t]*:", re.I | re.M)
-_CONTENT_TYPE = re.compile(rb"^content-type[ \t]*:[ \t]*([a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+)"
-                           rb"(.*)", re.I | re.S)
-_BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^ \t;"\r\n]{1,200}))',
-                       re.I)
 
 
 def check_content(raw: bytes, smtp) -> tuple[str, str] | None:
-    """(reply, reason) when the message breaks a content limit, else None.  `raw` has
-    CRLF line endings only (bare CR/LF are refused before this)."""
+    """(reply, reason) when the message breaks a cheap content limit, else None.  `raw`
+    has CRLF line endings only (bare CR/LF are refused before this).  The MIME shape
+    (nesting, part count) is bounded while the message is parsed (gateway.content.mime)."""
     if b"\x00" in raw:
         return NUL_BYTES, "nul-bytes"
     end = raw.find(b"\r\n\r\n")
@@ -101,70 +96,7 @@ def check_content(raw: bytes, smtp) -> tuple[str, str] | None:
         return HEADER_TOO_BIG, "header-too-big"
     if len(_RECEIVED.findall(header)) > smtp.max_received_headers:
         return TOO_MANY_HOPS, "mail-loop"
-    depth, parts = mime_shape(raw, smtp.max_mime_depth + 1, smtp.max_mime_parts + 1)
-    if depth > smtp.max_mime_depth:
-        return MIME_TOO_DEEP, "mime-depth"
-    if parts > smtp.max_mime_parts:
-        return MIME_TOO_MANY_PARTS, "mime-parts"
     return None
-
-
-def _content_type(header_lines: list[bytes]) -> tuple[bytes, bytes | None]:
-    """(type/subtype, boundary) from one part's header lines (folded lines joined)."""
-    unfolded: list[bytes] = []
-    for line in header_lines:
-        if line[:1] in (b" ", b"\t") and unfolded:
-            unfolded[-1] += b" " + line.strip()
-        else:
-            unfolded.append(line)
-    for line in unfolded:
-        m = _CONTENT_TYPE.match(line)
-        if m:
-            b = _BOUNDARY.search(m.group(2))
-            return m.group(1).lower(), (b.group(1) or b.group(2)) if b else None
-    return b"text/plain", None
-
-
-def mime_shape(raw: bytes, stop_depth: int, stop_parts: int) -> tuple[int, int]:
-    """(deepest nesting, number of parts) of a message, found by a linear scan of its lines
-    (multipart boundaries and message/rfc822 bodies); stops early past the given bounds."""
-    stack: list[bytes | None] = []  # open multiparts (boundary) and rfc822 bodies (None)
-    depth, parts, headers, in_headers = 0, 1, [], True
-    for line in raw.split(b"\r\n"):
-        if in_headers:
-            if line:
-                headers.append(line)
-                continue
-            in_headers = False
-            ctype, boundary = _content_type(headers)
-            headers = []
-            if ctype.startswith(b"multipart/") and boundary:
-                stack.append(boundary)
-            elif ctype in (b"message/rfc822", b"message/global"):
-                stack.append(None)
-                in_headers = True
-            depth = max(depth, len(stack))
-            if depth >= stop_depth:
-                break
-            continue
-        if not line.startswith(b"--") or not stack:
-            continue
-        stripped = line.rstrip(b" \t")
-        for i in range(len(stack) - 1, -1, -1):
-            b = stack[i]
-            if b is None:
-                continue
-            if stripped == b"--" + b:
-                del stack[i + 1:]
-                parts += 1
-                in_headers = True
-                break
-            if stripped == b"--" + b + b"--":
-                del stack[i:]
-                break
-        if parts >= stop_parts:
-            break
-    return depth, parts
 
 
 # --- per-patient message rate (a pipeline step) ----------------------------------------------

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway import notifications, patients
 from gateway.config import is_loopback
-from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL
+from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, Reject
 from gateway.smtp.inbound import has_bare_line_endings, session_id, smtp_factory
 from gateway.smtp.limits import check_content
 from gateway.smtp.tls import server_tls
@@ -66,7 +66,7 @@ def _queue(services, raw: bytes, rcpts: list[str], kind: str, sid: str) -> list[
     with services.transaction() as session:
         for rcpt in dict.fromkeys(r.lower() for r in rcpts):
             patient = patients.by_email(session, rcpt)
-            msg, _ = parse_bytes(raw)
+            msg, _ = parse_bytes(raw, services.cfg.smtp)
             ids.append(notifications.prepare(services, session, patient, msg, kind,
                                              f"submission:{sid}"))
     services.committed()
@@ -92,7 +92,11 @@ class SubmissionHandler:
         if refused is not None:
             log.info("notification refused", extra={"session": sid, "reason": refused[1]})
             return refused[0]
-        msg, _ = parse_bytes(raw)
+        try:
+            msg, _ = parse_bytes(raw, self.services.cfg.smtp)
+        except Reject as decision:
+            log.info("notification refused", extra={"session": sid, "reason": decision.reason})
+            return decision.reply
         kind = notifications.kind_of(msg)
         if not notifications.is_transactional(self.services.cfg, kind):
             log.info("notification refused", extra={"session": sid, "reason": "kind"})

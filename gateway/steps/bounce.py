@@ -29,6 +29,13 @@ def dsn_is_permanent(msg) -> bool:
     return False
 
 
+def require_content(ctx) -> None:
+    """A DSN whose content steps failed: the error is raised (the sender, never trusted,
+    gets 451 and nothing is quarantined)."""
+    if ctx.content_error is not None:
+        raise ctx.content_error
+
+
 def record_bounce(ctx) -> None:
     token = ctx.session.get(Token, ctx.local.token)
     row = ctx.session.get(Outbox, token.outbox_id) if token and token.outbox_id else None

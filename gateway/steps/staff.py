@@ -9,7 +9,6 @@ import re
 
 from gateway import audit, outbox
 from gateway.addresses import normalize
-from gateway.classification import split_reply
 from gateway.clock import utcnow
 from gateway.decisions import REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
 from gateway.models import Attachment, Message, Patient
@@ -38,11 +37,10 @@ def admit_staff(ctx) -> None:
 
 
 def trim_answer(ctx) -> None:
-    text = ctx.stripped.text
-    if ctx.services.cfg.staff.trim_quoted:
-        ctx.new_text, ctx.history = split_reply(text)
-    else:
-        ctx.new_text, ctx.history = text, ""
+    """Quoted patient text below the answer is trimmed when configured (the content step
+    split_text already split it, outside the transaction)."""
+    if not ctx.services.cfg.staff.trim_quoted:
+        ctx.new_text, ctx.history = ctx.stripped.text, ""
 
 
 def store_answer(ctx) -> None:

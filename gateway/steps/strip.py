@@ -1,8 +1,8 @@
-"""Step: remove every attachment (§5); only the patient's text goes on."""
+"""Content step: remove every attachment (§5); only the patient's text goes on."""
 from __future__ import annotations
 
 from gateway.content.strip import strip_message
 
 
 def strip_attachments(ctx) -> None:
-    ctx.stripped = strip_message(ctx.msg)
+    ctx.stripped = strip_message(ctx.msg, check=ctx.budget.check if ctx.budget else None)

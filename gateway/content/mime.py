@@ -1,0 +1,104 @@
+"""Parse a message once, with its shape bounded while it is parsed.  Pure library.
+
+:func:`parse_bytes` runs the email package's own feed parser, counting parts and nesting
+on the tree as the parser builds it: the moment a message opens more than ``max_parts``
+parts, or nests multiparts and forwarded messages deeper than ``max_depth``, parsing stops
+with :class:`MimeLimit`.  So no regular expression guesses at boundaries (RFC 2231
+``boundary*0=`` continuations, 70-character boundaries, digests are all read the way the
+parser reads them), the cost of a hostile message is bounded by the limits, and deep
+nesting never reaches the interpreter's recursion limit.
+
+Before parsing, one quirk of older mail clients is repaired: an unquoted boundary holding
+``=`` (``boundary=----=_Part_1``) is quoted, because the strict header parser would cut
+it at the ``=`` and lose the whole body.  Only ``Content-Type`` header fields are touched;
+the raw bytes the gateway hashes and logs are not changed.
+"""
+from __future__ import annotations
+
+import email.feedparser
+import email.policy
+import re
+
+HEADERS_TO_FORCE = ("From", "Subject", "Message-ID", "Content-Type")
+
+
+class MimeLimit(Exception):
+    """The message is nested too deeply (``kind == "depth"``) or has too many parts."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+class _BoundedParser(email.feedparser.BytesFeedParser):
+    def __init__(self, policy, max_depth: int, max_parts: int):
+        super().__init__(policy=policy)
+        self.max_depth, self.max_parts, self.parts = max_depth, max_parts, 0
+
+    def _new_message(self):  # called by the parser for every part it opens
+        self.parts += 1
+        if self.parts > self.max_parts:
+            raise MimeLimit("parts")
+        if len(self._msgstack) > self.max_depth:  # ancestors still open = nesting depth
+            raise MimeLimit("depth")
+        super()._new_message()
+
+
+def _parse(raw: bytes, policy, max_depth: int, max_parts: int):
+    parser = _BoundedParser(policy, max_depth, max_parts)
+    parser.feed(raw)
+    return parser.close()
+
+
+def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000):
+    """(message, extra defects).  Raises MimeLimit; any other problem is a defect.
+
+    ``policy.default`` raises on some hostile headers (e.g. ``Content-Type: text/plain;
+    title*``); such a message is parsed again with the lenient ``compat32`` policy, which
+    the attachment stripper also handles, and the fallback is recorded as a defect."""
+    fixed = quote_odd_boundaries(raw)
+    extra = ["UnquotedBoundaryRepaired"] if fixed is not raw else []
+    try:
+        msg = _parse(fixed, email.policy.default, max_depth, max_parts)
+        for name in HEADERS_TO_FORCE:
+            msg.get_all(name)  # header objects are built lazily; force them now
+        return msg, extra
+    except MimeLimit:
+        raise
+    except Exception as e:
+        msg = _parse(fixed, email.policy.compat32, max_depth, max_parts)
+        return msg, extra + [f"ParseFallback:{type(e).__name__}"]
+
+
+# An unquoted boundary value with "=" in it (tspecials are not allowed unquoted).
+_BOUNDARY_VALUE = re.compile(rb'boundary[ \t]*+=[ \t]*+([^\s;]++)', re.I)
+_CONTENT_TYPE = re.compile(rb"content-type[ \t]*:", re.I)
+
+
+def _header_name_line(raw: bytes, pos: int) -> int:
+    """Start of the header field holding `pos`, walking back over at most 20 folded lines
+    (a bound, so that many matches cost linear time)."""
+    start = raw.rfind(b"\n", 0, pos) + 1
+    for _ in range(20):
+        if start == 0 or raw[start:start + 1] not in (b" ", b"\t"):
+            break
+        start = raw.rfind(b"\n", 0, start - 1) + 1
+    return start
+
+
+def quote_odd_boundaries(raw: bytes) -> bytes:
+    """`raw` with ``boundary=a=b`` in Content-Type fields written ``boundary="a=b"``;
+    the very same object when there is nothing to repair."""
+    pieces, last = [], 0
+    for m in _BOUNDARY_VALUE.finditer(raw):
+        if m.group(1).startswith(b'"') or b"=" not in m.group(1):
+            continue
+        start = _header_name_line(raw, m.start())
+        if not _CONTENT_TYPE.match(raw, start):
+            continue
+        pieces += [raw[last:m.start(1)], b'"', m.group(1), b'"']
+        last = m.end(1)
+    if not pieces:
+        return raw
+    pieces.append(raw[last:])
+    return b"".join(pieces)

@@ -21,13 +21,14 @@ SAMPLE = {
 
 def check_rules(cfg) -> list[str]:
     from gateway.classification import Classifier, RuleError
+    from gateway.classification.redos import check_rule_patterns
     try:
         Classifier.load(cfg.rules_dir)
     except RuleError as e:
         return [str(e)]
     except OSError as e:
         return [f"{cfg.rules_dir}: {e}"]
-    return []
+    return check_rule_patterns(cfg.rules_dir)  # no pattern may backtrack super-linearly
 
 
 def check_templates(cfg) -> list[str]:

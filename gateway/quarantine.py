@@ -9,13 +9,20 @@ envelope are stored in that row (state ``held``) and the sender gets ``250``: th
 is durably kept, the sending MTA stops retrying and everything else keeps flowing.
 ``portal-gateway quarantine list`` shows held messages; ``quarantine retry ID`` runs one
 through the pipeline again once the bug is fixed.  Logs carry ids and error types only.
+
+Bounds: only a message whose sender was admitted and authenticated (``Inbound.trusted``)
+is counted or held; a stranger's crashing message gets 451 and leaves no trace here.  The
+raw bytes held at once never exceed ``[gateway] quarantine_max_bytes`` (a message that
+does not fit keeps getting 451, so its sender keeps it), and a held message's raw bytes
+are dropped ``quarantine_days`` after it was held (state ``expired``; the row stays).
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from gateway import audit, pipeline
@@ -46,9 +53,15 @@ def crashed_step(error: BaseException) -> str | None:
 
 def record_crash(services, inbound, error: BaseException) -> str:
     """Count one crash of `inbound`; returns the SMTP reply (451, or 250 once held)."""
+    if not getattr(inbound, "trusted", False):
+        log.error("message crashed the pipeline before its sender was authenticated",
+                  extra={"session": inbound.session_id, "error": type(error).__name__,
+                         "step": crashed_step(error)})
+        return TEMPFAIL
     sha = hashlib.sha256(inbound.raw).hexdigest()
     limit = services.cfg.smtp.quarantine_after_crashes
     with services.transaction() as session:
+        expire(session, services.cfg.gateway.quarantine_days)
         row = session.scalar(select(Quarantine).where(Quarantine.raw_sha256 == sha)
                              .with_for_update())
         if row is None:
@@ -63,7 +76,7 @@ def record_crash(services, inbound, error: BaseException) -> str:
         row.error_type = type(error).__name__[:200]
         row.step = crashed_step(error)
         row.session_id, row.last_at = inbound.session_id, utcnow()
-        if row.attempts >= limit:
+        if row.attempts >= limit and _has_room(session, services, len(inbound.raw)):
             _hold(session, row, inbound)
         session.flush()
         qid, state, attempts = row.id, row.state, row.attempts
@@ -71,6 +84,24 @@ def record_crash(services, inbound, error: BaseException) -> str:
         "session": inbound.session_id, "quarantine": qid, "error": row.error_type,
         "step": row.step, "attempt": attempts, "state": state})
     return ACCEPTED if state == "held" else TEMPFAIL
+
+
+def _has_room(session, services, size: int) -> bool:
+    held_bytes = session.scalar(select(func.coalesce(func.sum(Quarantine.size), 0))
+                                .where(Quarantine.state == "held")) or 0
+    if held_bytes + size <= services.cfg.gateway.quarantine_max_bytes:
+        return True
+    log.error("quarantine full: message keeps getting 451", extra={"held_bytes": held_bytes})
+    return False
+
+
+def expire(session, days: int, now: dt.datetime | None = None) -> int:
+    """Drop the raw bytes of messages held longer than `days`; how many were dropped."""
+    cutoff = (now or utcnow()) - dt.timedelta(days=days)
+    result = session.execute(update(Quarantine)
+                             .where(Quarantine.state == "held", Quarantine.held_at < cutoff)
+                             .values(state="expired", raw=None))
+    return result.rowcount or 0
 
 
 def _hold(session, row: Quarantine, inbound) -> None:

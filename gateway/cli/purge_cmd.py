@@ -23,6 +23,13 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_purge)
 
 
+def _expire_quarantine(services) -> int:
+    """Held messages past ``[gateway] quarantine_days`` lose their raw bytes."""
+    from gateway import quarantine
+    with services.transaction() as session:
+        return quarantine.expire(session, services.cfg.gateway.quarantine_days)
+
+
 def cmd_purge(args) -> int:
     from gateway import retention
     services = services_from(args)
@@ -36,11 +43,13 @@ def cmd_purge(args) -> int:
     try:
         report = retention.purge(services, dry_run=args.dry_run, actor="cli",
                                  progress=progress)
+        expired = 0 if args.dry_run else _expire_quarantine(services)
     finally:
         services.close()
     if show:
         print(file=sys.stderr)
-    row = {"dry_run": bool(args.dry_run), "retention_days": days, **report.as_dict()}
+    row = {"dry_run": bool(args.dry_run), "retention_days": days, **report.as_dict(),
+           "quarantine_expired": expired}
     if args.json:
         print_json_lines([row])
         return 0

@@ -9,7 +9,8 @@ SAMPLE = {
     "practice_name": "Example Practice", "office_phone": "(555) 010-0100",
     "office_hours": "Mon-Fri 8-5", "after_hours_line": "(555) 010-0199",
     "after_hours_name": "Example Hospital", "due": "Wednesday at 10:00 AM",
-    "removed_files": ["scan.pdf"], "enroll_link": "https://portal.example.org/enroll?token=x",
+    "removed_files": ["scan.pdf"], "removed_more": 0, "removed_count": 1,
+    "enroll_link": "https://portal.example.org/enroll?token=x",
     "expires": "December 9", "suspend_reason": "sample reason",
     # staff-facing only
     "subject_prefix": "[Portal: other]", "subject": "Sample", "urgent": False,

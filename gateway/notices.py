@@ -19,7 +19,8 @@ from jinja2 import meta
 # Guideline §10: what a patient-facing mail may contain.
 PATIENT_VARIABLES = frozenset({
     "patient_name", "portal_url", "practice_name", "office_phone", "office_hours",
-    "after_hours_line", "after_hours_name", "due", "removed_files", "enroll_link",
+    "after_hours_line", "after_hours_name", "due", "removed_files", "removed_more",
+    "removed_count", "enroll_link",
     "expires", "suspend_reason",
 })
 # Templates whose mail goes to staff or ops.  Every other template is patient-facing

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from gateway import outbox
 from gateway.clock import human, rfc5322
+from gateway.content.filenames import shown_name
 from gateway.steps.classify import subject_of
 from gateway.steps.thread import thread_token
 
 
 def removed_names(stripped) -> list[str]:
+    """Every removed item's name as the sender gave it (unnamed ones by their type)."""
     return [item.filename or f"(unnamed {item.declared_type})" for item in stripped.removed]
 
 
@@ -58,7 +60,8 @@ def route_to_staff(ctx) -> None:
             to=header_to(s, rcpt), domain=s.addresses.domain, headers=headers,
             subject_prefix=prefix, subject=subject_of(ctx.msg) or "(no subject)",
             urgent=cls.urgent, category=cls.category, text=ctx.new_text,
-            history=ctx.history, removed_files=removed_names(ctx.stripped),
+            history=ctx.history,
+            removed_files=[shown_name(n) for n in removed_names(ctx.stripped)],
             patient_name=patient.display_name, account_number=patient.account_number,
             rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",
             due=human(thread.due_at, tz))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import secrets
 import weakref
@@ -32,8 +33,10 @@ REWORDED = (("552 Error", TOO_BIG), ("500 Error: (", TEMPFAIL),
 
 class GatewaySMTP(SMTP):
     """aiosmtpd's server with our wording for its own replies and the session limits:
-    concurrent sessions (overall, per client address), a whole-session deadline, an idle
-    timeout that says 421, line and command length, NOOP/RSET/other command caps.
+    concurrent sessions (overall, per client address, per client /24 or /64), a short
+    window to start a mail transaction (``pre_mail_timeout_seconds``: after connecting and
+    after each transaction), a whole-session deadline, an idle timeout that says 421, line
+    and command length, NOOP/RSET/other command caps.
     `live` holds every open session of this process, so a drain can find them."""
 
     live: "weakref.WeakSet[GatewaySMTP]" = weakref.WeakSet()
@@ -43,6 +46,7 @@ class GatewaySMTP(SMTP):
         self._slot: str | None = None
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._pre_mail: asyncio.TimerHandle | None = None
         if limits is not None:
             self.line_length_limit = limits.line_length + 1  # + a transparent dot
             kwargs.setdefault("command_call_limit", dict(limits.call_limits))
@@ -67,6 +71,52 @@ class GatewaySMTP(SMTP):
                                                   self._say_and_close, L.SESSION_DEADLINE)
         GatewaySMTP.live.add(self)
         super().connection_made(transport)
+        self._watch_transaction()
+
+    def _in_transaction(self) -> bool:
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def _watch_transaction(self) -> None:
+        """Outside a mail transaction a session has pre_mail_seconds to start one."""
+        if self._limits is None or self._refused:
+            return
+        if self._in_transaction():
+            if self._pre_mail is not None:
+                self._pre_mail.cancel()
+                self._pre_mail = None
+        elif self._pre_mail is None:
+            self._pre_mail = self.loop.call_later(self._limits.pre_mail_seconds,
+                                                  self._pre_mail_expired)
+
+    def _pre_mail_expired(self) -> None:
+        self._pre_mail = None
+        if not self._in_transaction():
+            self._say_and_close(L.PRE_MAIL_TIMEOUT)
+
+    @functools.wraps(SMTP.smtp_MAIL)  # keeps aiosmtpd's syntax help
+    async def smtp_MAIL(self, arg):
+        await super().smtp_MAIL(arg)
+        self._watch_transaction()
+
+    @functools.wraps(SMTP.smtp_RSET)  # keeps aiosmtpd's syntax help
+    async def smtp_RSET(self, arg):
+        await super().smtp_RSET(arg)
+        self._watch_transaction()
+
+    @functools.wraps(SMTP.smtp_DATA)  # keeps aiosmtpd's syntax help
+    async def smtp_DATA(self, arg):
+        await super().smtp_DATA(arg)
+        self._watch_transaction()
+
+    @functools.wraps(SMTP.smtp_EHLO)
+    async def smtp_EHLO(self, hostname):
+        await super().smtp_EHLO(hostname)
+        self._watch_transaction()
+
+    @functools.wraps(SMTP.smtp_HELO)
+    async def smtp_HELO(self, hostname):
+        await super().smtp_HELO(hostname)
+        self._watch_transaction()
 
     def connection_lost(self, error) -> None:
         if self._refused:
@@ -75,8 +125,9 @@ class GatewaySMTP(SMTP):
         if self._slot is not None:
             self._limits.counter.release(self._slot)
             self._slot = None
-        if self._deadline is not None:
-            self._deadline.cancel()
+        for timer in (self._deadline, self._pre_mail):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(error)
 
     def _timeout_cb(self):

@@ -1,7 +1,8 @@
 """SMTP protocol defence: the limits aiosmtpd does not enforce by itself.
 
-Session limits (concurrent sessions overall and per client address, whole-session
-deadline, command repeat caps, line and command length) are applied by ``GatewaySMTP``;
+Session limits (concurrent sessions overall, per client address and per /24 or /64,
+a short window to send MAIL, whole-session deadline, command repeat caps, line and
+command length) are applied by ``GatewaySMTP``;
 cheap content limits (NUL bytes, header block size, Received hops) by ``check_content``
 before the pipeline parses anything (MIME depth and part count are bounded while parsing); the per-patient message rate by
 the ``patient_rate`` pipeline step.  Every value comes from ``[smtp]`` in the config.
@@ -9,6 +10,7 @@ the ``patient_rate`` pipeline step.  Every value comes from ``[smtp]`` in the co
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 import re
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ log = logging.getLogger("gateway.smtp")
 TOO_MANY_SESSIONS = "421 4.7.0 Too many connections, please try again later"
 SESSION_DEADLINE = "421 4.4.2 Session time limit reached, closing connection"
 IDLE_TIMEOUT = "421 4.4.2 Idle timeout, closing connection"
+PRE_MAIL_TIMEOUT = "421 4.4.2 No mail transaction started in time, closing connection"
 COMMAND_TOO_LONG = "500 5.5.2 Command line too long"
 LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)"
 STARTTLS_FIRST = "530 5.7.0 Must issue a STARTTLS command first"
@@ -42,6 +45,7 @@ class SessionLimits:
     line_length: int
     command_length: int
     deadline_seconds: float
+    pre_mail_seconds: float
     call_limits: dict
     counter: "SessionCounter"
 
@@ -49,34 +53,56 @@ class SessionLimits:
     def from_config(cls, smtp) -> "SessionLimits":
         return cls(line_length=smtp.max_line_length, command_length=smtp.max_command_length,
                    deadline_seconds=smtp.session_deadline_seconds,
+                   pre_mail_seconds=smtp.pre_mail_timeout_seconds,
                    call_limits={"NOOP": smtp.max_noop_per_session,
                                 "RSET": smtp.max_rset_per_session,
                                 "*": smtp.max_command_repeats},
-                   counter=SessionCounter(smtp.max_sessions, smtp.max_sessions_per_ip))
+                   counter=SessionCounter(smtp.max_sessions, smtp.max_sessions_per_ip,
+                                          smtp.max_sessions_per_network))
+
+
+def network_of(ip: str) -> str:
+    """The client's network: its IPv4 /24 or IPv6 /64 (an IPv4-mapped address as IPv4)."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 class SessionCounter:
-    """Concurrent sessions of one listener, overall and per client address (event loop only)."""
+    """Concurrent sessions of one listener, overall, per client address and per client
+    network (/24, /64), so that one network's idle sessions cannot fill the listener
+    (event loop only)."""
 
-    def __init__(self, total: int, per_ip: int):
+    def __init__(self, total: int, per_ip: int, per_network: int | None = None):
         self.max_total, self.max_per_ip = total, per_ip
+        self.max_per_network = per_network or total
         self.total = 0
         self.by_ip: dict[str, int] = {}
+        self.by_net: dict[str, int] = {}
 
     def acquire(self, ip: str) -> bool:
-        if self.total >= self.max_total or self.by_ip.get(ip, 0) >= self.max_per_ip:
+        net = network_of(ip)
+        if (self.total >= self.max_total or self.by_ip.get(ip, 0) >= self.max_per_ip
+                or self.by_net.get(net, 0) >= self.max_per_network):
             return False
         self.total += 1
         self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        self.by_net[net] = self.by_net.get(net, 0) + 1
         return True
 
     def release(self, ip: str) -> None:
         self.total -= 1
-        left = self.by_ip.get(ip, 1) - 1
-        if left > 0:
-            self.by_ip[ip] = left
-        else:
-            self.by_ip.pop(ip, None)
+        for table, key in ((self.by_ip, ip), (self.by_net, network_of(ip))):
+            left = table.get(key, 1) - 1
+            if left > 0:
+                table[key] = left
+            else:
+                table.pop(key, None)
 
 
 # --- content -------------------------------------------------------------------------------

@@ -8,10 +8,12 @@ with :class:`MimeLimit`.  So no regular expression guesses at boundaries (RFC 22
 parser reads them), the cost of a hostile message is bounded by the limits, and deep
 nesting never reaches the interpreter's recursion limit.
 
-Before parsing, one quirk of older mail clients is repaired: an unquoted boundary holding
-``=`` (``boundary=----=_Part_1``) is quoted, because the strict header parser would cut
-it at the ``=`` and lose the whole body.  Only ``Content-Type`` header fields are touched;
-the raw bytes the gateway hashes and logs are not changed.
+Two quirks of mail clients are repaired, so that no text is lost: an unquoted boundary
+holding ``=`` (``boundary=----=_Part_1``, older Outlook) is quoted before parsing, because
+the strict header parser would cut it at the ``=``; and a top-level multipart without a
+boundary parameter gets the one its body plainly uses (a first ``--X`` line and a closing
+``--X--``).  Only ``Content-Type`` header fields are touched; the raw bytes the gateway
+hashes and logs are not changed.
 """
 from __future__ import annotations
 
@@ -62,6 +64,11 @@ def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000):
         msg = _parse(fixed, email.policy.default, max_depth, max_parts)
         for name in HEADERS_TO_FORCE:
             msg.get_all(name)  # header objects are built lazily; force them now
+        if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
+            repaired = add_missing_boundary(fixed)
+            if repaired is not None:
+                msg = _parse(repaired, email.policy.default, max_depth, max_parts)
+                extra.append("MissingBoundaryRepaired")
         return msg, extra
     except MimeLimit:
         raise
@@ -102,3 +109,25 @@ def quote_odd_boundaries(raw: bytes) -> bytes:
         return raw
     pieces.append(raw[last:])
     return b"".join(pieces)
+
+
+_TOP_MULTIPART = re.compile(rb"^content-type[ \t]*+:[ \t]*+multipart/[^\r\n]*+"
+                            rb"(?:\r?\n[ \t][^\r\n]*+)*+", re.I | re.M)
+_FIRST_DELIMITER = re.compile(rb"^--([^\r\n]{1,70})\r?$", re.M)
+
+
+def add_missing_boundary(raw: bytes) -> bytes | None:
+    """`raw` with ``boundary="X"`` added to a top-level multipart Content-Type that has
+    none, when the body's first delimiter line ``--X`` is closed by ``--X--``; else None."""
+    end = raw.find(b"\r\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    if end < 0:
+        return None
+    field = _TOP_MULTIPART.search(raw, 0, end)
+    if field is None or b"boundary" in field.group(0).lower():
+        return None
+    first = _FIRST_DELIMITER.search(raw, end)
+    boundary = first.group(1).rstrip(b" \t") if first else b""
+    if not boundary or b'"' in boundary or b"--" + boundary + b"--" not in raw[first.end():]:
+        return None
+    return raw[:field.end()] + b'; boundary="' + boundary + b'"' + raw[field.end():]

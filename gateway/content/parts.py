@@ -10,9 +10,11 @@ from __future__ import annotations
 import email.message
 import email.policy
 import email.utils
+import quopri
 import re
 from email.header import decode_header, make_header
 
+from gateway.content.inline import lenient_b64decode
 from gateway.content.sniff import clean_filename
 
 _META_CHARSET = re.compile(rb"<meta[^>]{0,200}?charset\s*=\s*[\"']?\s*([\w.:-]+)", re.I)
@@ -59,10 +61,24 @@ def filename_of(part: email.message.Message) -> str | None:
     return clean_filename(name)
 
 
+def _transfer_encoding(part: email.message.Message) -> str:
+    try:
+        return str(part.get("content-transfer-encoding", "") or "").strip().lower()
+    except Exception:
+        return ""
+
+
 def payload_bytes(part: email.message.Message) -> bytes:
-    """Transfer-decoded bytes of a leaf part (base64/QP/uuencode decoded)."""
+    """Transfer-decoded bytes of a leaf part (base64/QP/uuencode decoded; an encoding
+    name with stray spaces or capitals, ``Base64 ``, is still honoured)."""
     try:
         data = part.get_payload(decode=True)
+        cte = _transfer_encoding(part)
+        if cte in ("base64", "quoted-printable") and cte != str(
+                part.get("content-transfer-encoding", "")).lower():
+            raw = part.get_payload(decode=False)
+            raw = raw.encode("ascii", "surrogateescape") if isinstance(raw, str) else b""
+            data = lenient_b64decode(raw) if cte == "base64" else quopri.decodestring(raw)
     except Exception:
         data = None
     if data is None:

@@ -93,17 +93,31 @@ def _codec_name(charset: str | None) -> str | None:
     return info.name
 
 
+# Labels that mail clients write for what is really Windows-1252 text (the WHATWG
+# Encoding Standard reads them all as windows-1252): their 0x80-0x9F bytes are quotes,
+# dashes and the euro sign, never C1 control characters.
+_AS_CP1252 = frozenset({"ascii", "latin-1", "iso8859-1", "cp1252"})
+# Charsets whose bytes may well be valid UTF-8 by design: never second-guessed.
+_WIDE = ("utf-16", "utf-32", "utf-7")
+
+
 def decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
     """Decode *data* leniently; return ``(text, codec_used)``.
 
     Undecodable bytes become lone surrogates (``surrogateescape``), so
     ``text.encode(codec_used, "surrogateescape")`` gives the bytes back;
-    :func:`clean_text` later turns the surrogates into U+FFFD.  Unknown or
+    :func:`clean_text` later turns the surrogates into U+FFFD.  Bytes that are valid
+    UTF-8 and not plain ASCII are read as UTF-8 whatever the label says (a UTF-8 body
+    labelled GB2312 or ISO-8859-1 is common, and legacy text is almost never valid
+    UTF-8 by chance).  Latin-1 and ASCII labels are read as Windows-1252.  Unknown or
     missing charsets: UTF-8 when it fits, else Windows-1252.
     """
     codec = _codec_name(charset)
+    if codec in _AS_CP1252:
+        codec = "cp1252"
     attempts = [(codec, "surrogateescape")] if codec else []
-    if codec == "ascii":  # "us-ascii" that is really UTF-8 is common
+    if codec not in ("utf-8",) and not (codec or "").startswith(_WIDE) \
+            and not data.isascii():
         attempts.insert(0, ("utf-8", "strict"))
     attempts += [("utf-8", "strict"), ("cp1252", "surrogateescape")]
     for name, errors in attempts:

@@ -299,12 +299,23 @@ async def test_silent_server_times_out_and_backs_off(make_services, dovecot, cap
     services = make_services(account_toml(dovecot, port=port, timeout_seconds=0.3))
     caplog.set_level(logging.INFO)
     try:
-        async with running(services) as (poller,):
+        async with running(services) as (poller,):  # backoff base 0.1 s, cap 1 s
+            delays, real_sleep = [], poller._sleep
+
+            async def recorded(seconds):  # the delays the poller asks for, waited briefly
+                delays.append(seconds)
+                await real_sleep(min(seconds, 0.05))
+            poller._sleep = recorded
             await until(lambda: any("imeout" in getattr(r, "error", "")
                                     for r in caplog.records), "a timeout", timeout=5)
+            await until(lambda: len(delays) >= 6, "six retries", timeout=20)
             assert poller.state in ("waiting", "connecting")
     finally:
         server.close()
+    for attempt, delay in enumerate(delays[:6], 1):  # doubling, capped, with jitter
+        step = min(1.0, 0.1 * 2 ** (attempt - 1))
+        assert step / 2 <= delay <= step, (attempt, delays)
+    assert delays[5] > 2 * delays[0]
 
 
 async def test_crashing_message_is_retried_then_held_and_set_aside(make_services, dovecot,
@@ -315,9 +326,10 @@ async def test_crashing_message_is_retried_then_held_and_set_aside(make_services
     def crash_on_marker(ctx):
         if b"CRASH-ME" in ctx.inbound.raw:
             raise KeyError("a bug")
+    trusted = pipeline.PATIENT_STEPS.index(pipeline.trust_sender) + 1  # quarantine: after auth
     monkeypatch.setitem(pipeline.CHAINS, "portal",
-                        pipeline.PATIENT_STEPS[:1] + (crash_on_marker,)
-                        + pipeline.PATIENT_STEPS[1:])
+                        pipeline.PATIENT_STEPS[:trusted] + (crash_on_marker,)
+                        + pipeline.PATIENT_STEPS[trusted:])
     services = make_services(account_toml(dovecot, use_idle=False))
     add_patient(services)
     mailbox.append("INBOX", mail(1).replace(b"Subject: Appointment 1", b"Subject: CRASH-ME"))

@@ -105,3 +105,7 @@ def test_backoff_is_capped_with_jitter():
     delays = [backoff_delay(n, base=1, cap=30) for n in range(1, 12)]
     assert all(d <= 30 for d in delays) and delays[-1] >= 15
     assert 0.5 <= backoff_delay(1) <= 1.0
+    # jitter: many pollers failing together must not retry in lock step
+    samples = [backoff_delay(5, base=1, cap=30) for _ in range(200)]
+    assert all(8 <= d <= 16 for d in samples)
+    assert len(set(samples)) > 150 and min(samples) < 9 and max(samples) > 15

@@ -133,6 +133,10 @@ async def test_untrusted_certificate_is_refused(tmp_path, db_url, migrated):
     await worker.deliver_batch()
     server.close()
     assert handler.received == [] and states(services) == [("queued", 1)]
+    assert handler.mail_commands == 0  # no fallback to plaintext after the failed handshake
+    with services.factory() as session:  # refused for the certificate, not for anything else
+        error = session.scalars(select(Outbox)).one().last_error.lower()
+    assert "sslcertverificationerror" in error, error
 
 
 def test_plaintext_relay_must_be_loopback(tmp_path):

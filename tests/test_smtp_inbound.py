@@ -131,19 +131,42 @@ async def test_oversize_message_gets_552(services, gateway):
     assert count(services, Message) == 0
 
 
-async def test_database_unavailable_gives_451_and_stores_nothing(services, gateway,
-                                                                 monkeypatch):
+async def test_database_lost_mid_transaction_gives_451_and_stores_nothing(
+        services, gateway, monkeypatch, db_url):
+    """A real outage, not a stand-in: after the message row is written, the database
+    connection dies (PostgreSQL: pg_terminate_backend from another session; SQLite: the
+    connection is closed under the transaction).  The sender gets 451, nothing of the
+    message stays, and the next message goes through on a fresh connection."""
     add_patient(services)
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy import create_engine, text
 
-    def broken_transaction():
-        raise OperationalError("connect", {}, Exception("database is down"))
-    monkeypatch.setattr(services, "transaction", broken_transaction)
+    from gateway import pipeline
+    from gateway.steps import store
+    killed = []
+
+    def lose_connection(ctx):
+        if killed:
+            return
+        killed.append(True)
+        dbapi = ctx.session.connection().connection.dbapi_connection
+        if db_url.startswith("postgresql"):
+            other = create_engine(db_url)
+            with other.connect() as conn:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"),
+                             {"pid": dbapi.info.backend_pid})
+            other.dispose()
+        else:
+            dbapi.close()
+    chain = list(pipeline.PATIENT_STEPS)
+    chain.insert(chain.index(store.store_message) + 1, lose_connection)
+    monkeypatch.setitem(pipeline.CHAINS, "portal", tuple(chain))
     result = await smtp_send(gateway.inbound_port, "ana@example.com", [PORTAL],
                              patient_mail().as_bytes())
     assert result == ("DATA", 451, "4.3.0 Temporary failure, please try again later")
-    monkeypatch.undo()
     assert count(services, Message) == 0 and count(services, Outbox) == 0
+    again = await smtp_send(gateway.inbound_port, "ana@example.com", [PORTAL],
+                            patient_mail().as_bytes())
+    assert again[:2] == ("DATA", 250) and count(services, Message) == 1
 
 
 async def test_crashing_step_gives_451_without_detail(services, gateway, monkeypatch):

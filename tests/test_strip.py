@@ -340,11 +340,20 @@ def test_malformed_inputs_degrade_without_leaking():
 
 
 def test_lenient_charsets_and_bad_base64():
-    for charset in ("x-unknown-charset", "base64", "utf-7", "utf-16", ""):
+    """A wrong, unknown or absurd charset label still gives staff the words."""
+    for charset in ("x-unknown-charset", "base64", "utf-7", "utf-16", "", "iso-8859-1"):
         raw = _mime("", f'text/plain; charset="{charset}"',
                     "Content-Transfer-Encoding: 8bit\n") + "Grüße\n".encode("latin-1")
         result = strip_message(parse(raw))
-        assert isinstance(result.text, str)
+        assert result.text == "Grüße", charset
+        assert result.removed == ()
+    for charset, text in (("utf-16", "Grüße"), ("utf-8", "Grüße — ¿bien?"),
+                          ("gb2312", "你好"), ("iso-8859-1", "“quoted”")):
+        data = (text.encode(charset) if charset != "iso-8859-1"
+                else text.encode("cp1252"))  # cp1252 quotes under a Latin-1 label
+        raw = _mime("", f'text/plain; charset="{charset}"',
+                    "Content-Transfer-Encoding: 8bit\n") + data
+        assert strip_message(parse(raw)).text == text, charset
     raw = _mime("SGVsbG8gZG9jdG9y!!!===\n", extra="Content-Transfer-Encoding: base64\n")
     result = strip_message(parse(raw))
     assert result.text.startswith("Hello doctor")

@@ -101,6 +101,15 @@ _AS_CP1252 = frozenset({"ascii", "latin-1", "iso8859-1", "cp1252"})
 _WIDE = ("utf-16", "utf-32", "utf-7")
 
 
+def _plausibly_wide(codec: str, data: bytes) -> bool:
+    """UTF-7 is 7-bit; UTF-16/32 text has a byte order mark or NUL bytes (the zero half of
+    every Latin character)."""
+    if codec == "utf-7":
+        return data.isascii()
+    return data[:4] in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE) or \
+        data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or b"\x00" in data
+
+
 def decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
     """Decode *data* leniently; return ``(text, codec_used)``.
 
@@ -109,13 +118,16 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
     :func:`clean_text` later turns the surrogates into U+FFFD.  Bytes that are valid
     UTF-8 and not plain ASCII are read as UTF-8 whatever the label says (a UTF-8 body
     labelled GB2312 or ISO-8859-1 is common, and legacy text is almost never valid
-    UTF-8 by chance).  Latin-1 and ASCII labels are read as Windows-1252.  Unknown or
-    missing charsets: UTF-8 when it fits, else Windows-1252.
+    UTF-8 by chance).  Latin-1 and ASCII labels are read as Windows-1252.  A UTF-7,
+    UTF-16 or UTF-32 label on bytes that cannot be that is ignored.  Unknown or missing
+    charsets: UTF-8 when it fits, else Windows-1252.
     """
     codec = _codec_name(charset)
     if codec in _AS_CP1252:
         codec = "cp1252"
-    attempts = [(codec, "surrogateescape")] if codec else []
+    if codec and codec.startswith(_WIDE) and not _plausibly_wide(codec, data):
+        codec = None  # e.g. Latin-1 bytes labelled UTF-16: the label is wrong
+    attempts = [(codec, "strict" if codec == "utf-7" else "surrogateescape")] if codec else []
     if codec not in ("utf-8",) and not (codec or "").startswith(_WIDE) \
             and not data.isascii():
         attempts.insert(0, ("utf-8", "strict"))

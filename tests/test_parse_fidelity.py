@@ -42,7 +42,8 @@ CASES = {
         + "你好，我想预约下周的门诊。".encode("gb2312"), "你好，我想预约下周的门诊。"),
     "Windows-1252 quotes under a Latin-1 label": (
         HEAD + b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\n"
-        b"\x93Can I come at 3?\x94 I\x92m free \x96 thanks", "“Can I come at 3?” I’m free – thanks"),
+        b"\x93Can I come at 3?\x94 I\x92m free \x96 thanks",
+        "“Can I come at 3?” I’m free – thanks"),
     "missing MIME-Version": (
         HEAD + b'Content-Type: multipart/mixed; boundary="x"\r\n\r\n--x\r\n'
         b"Content-Type: text/plain\r\n\r\nno version header\r\n--x--\r\n", "no version header"),

@@ -2,10 +2,10 @@
 
 Session limits (concurrent sessions overall, per client address and per /24 or /64,
 a short window to send MAIL, whole-session deadline, command repeat caps, line and
-command length) are applied by ``GatewaySMTP``;
-cheap content limits (NUL bytes, header block size, Received hops) by ``check_content``
-before the pipeline parses anything (MIME depth and part count are bounded while parsing); the per-patient message rate by
-the ``patient_rate`` pipeline step.  Every value comes from ``[smtp]`` in the config.
+command length) are applied by ``GatewaySMTP``; cheap content limits (NUL bytes, header
+block size, Received hops) by ``check_content`` before the pipeline parses anything (MIME
+depth and part count are bounded while parsing); the per-patient message rate by the
+``patient_rate`` pipeline step.  Every value comes from ``[smtp]`` in the config.
 """
 from __future__ import annotations
 

@@ -215,3 +215,30 @@ async def test_adversarial_session_does_not_delay_the_staff_copy(start):
     assert (await send(gateway, patient_mail().as_bytes(policy=policy.SMTP)))[0] == 250
     await wait_for_mail(services.cfg.maildir_root, ANA)
     assert len(maildir_files(services.cfg.maildir_root, ANA)) == 1
+
+
+async def test_reading_a_message_of_many_lines_lets_other_sessions_run():
+    """A StreamReader with data buffered never suspends; the session's reader does, every
+    64 lines, so one huge DATA cannot hold the event loop (other sessions, /healthz)."""
+    import asyncio
+
+    from gateway.smtp.inbound import YieldingReader
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"x\r\n" * 1000)
+    reader.feed_eof()
+    wrapped = YieldingReader(reader)
+    ticks, done = 0, False
+
+    async def other_session():
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+    task = asyncio.create_task(other_session())
+    for _ in range(1000):
+        assert await wrapped.readuntil(b"\r\n") == b"x\r\n"
+    done = True
+    await task
+    assert ticks >= 10
+    wrapped._transport = "t"  # aiosmtpd swaps the transport on STARTTLS: it must land
+    assert reader._transport == "t"

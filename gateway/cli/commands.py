@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from sqlalchemy import select
 
@@ -38,6 +39,10 @@ def cmd_serve(args) -> int:
     from gateway.app import Gateway
     services = services_from(args)
     logs.setup(services.cfg.gateway.log_level)
+    # Content work (parsing, HTML to text, rules) runs in worker threads; the event loop
+    # gets the interpreter back within 1 ms instead of 5, so SMTP replies and /healthz stay
+    # prompt while a costly message is analysed.
+    sys.setswitchinterval(0.001)
     try:
         asyncio.run(Gateway(services).run_forever())
     except OSError as e:

@@ -31,6 +31,30 @@ REWORDED = (("552 Error", TOO_BIG), ("500 Error: (", TEMPFAIL),
             ("500 Line too long", L.LINE_TOO_LONG), ("530 Must issue", L.STARTTLS_FIRST))
 
 
+class YieldingReader:
+    """A session's StreamReader that hands the event loop back every `every` lines: a
+    StreamReader with data buffered returns lines without ever suspending, so reading one
+    message of 80,000 short lines would hold every other session and /healthz meanwhile."""
+
+    def __init__(self, reader: asyncio.StreamReader, every: int = 64):
+        object.__setattr__(self, "_real", reader)
+        object.__setattr__(self, "_every", every)
+        object.__setattr__(self, "_lines", 0)
+
+    async def readuntil(self, separator: bytes = b"\n") -> bytes:
+        lines = self._lines + 1
+        object.__setattr__(self, "_lines", lines)
+        if lines % self._every == 0:
+            await asyncio.sleep(0)
+        return await self._real.readuntil(separator)
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def __setattr__(self, name, value) -> None:  # aiosmtpd sets _transport on STARTTLS
+        setattr(self._real, name, value)
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's server with our wording for its own replies and the session limits:
     concurrent sessions (overall, per client address, per client /24 or /64), a short
@@ -72,6 +96,9 @@ class GatewaySMTP(SMTP):
         GatewaySMTP.live.add(self)
         super().connection_made(transport)
         self._watch_transaction()
+
+    def _cb_client_connected(self, reader, writer) -> None:
+        super()._cb_client_connected(YieldingReader(reader), writer)
 
     def _in_transaction(self) -> bool:
         return self.envelope is not None and self.envelope.mail_from is not None

@@ -70,6 +70,16 @@ def _policy_and_gateway(cfg: Config, err) -> None:
     if cfg.policy.auth_mode == "upstream" and not cfg.policy.trusted_authserv_ids:
         err("policy", "trusted_authserv_ids", "auth_mode 'upstream' needs the authserv-id(s) "
             "of the practice's own MTA")
+    listeners = {"smtp.inbound_host": cfg.smtp.inbound_host,
+                 "smtp.submission_host": cfg.smtp.submission_host, "http.host": cfg.http.host}
+    exposed = [k for k, host in listeners.items() if not is_loopback(host)]
+    if cfg.policy.auth_mode == "off" and exposed:
+        err("policy", "auth_mode", f"'off' is only for a loopback quick start, but "
+            f"{', '.join(exposed)} is not loopback: use 'verify' or 'upstream'")
+    if not 0 < cfg.policy.dns_timeout_seconds <= 60:
+        err("policy", "dns_timeout_seconds", "must be between 0 and 60 seconds")
+    if cfg.delivery.bounce_token_days <= 0:
+        err("delivery", "bounce_token_days", "must be positive")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
     for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes"):

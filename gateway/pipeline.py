@@ -30,7 +30,10 @@ class Inbound:
     rcpt_tos: list[str]
     source: str = "smtp"
     session_id: str = "-"
-    envelope_rewritten: bool = False
+    envelope_rewritten: bool = False  # kept for the record; it no longer skips any check
+    client_ip: str = ""  # the SMTP client's address (SPF); empty over IMAP
+    helo: str = ""
+    authenticated_user: str = ""  # AUTH login on the submission listener (staff replies)
     # Called as before_commit(session, contexts) after the last step, inside the same
     # transaction: a door records its own bookkeeping atomically with the outcome (IMAP
     # writes its seen-row here).  An exception it raises rolls everything back.
@@ -49,6 +52,7 @@ class Context:
     sender: str | None = None
     patient: object = None
     auth: object = None
+    unverified: bool = False  # let in without sender authentication: no ack, no rate
     token_thread: object = None
     automatic: bool = False
     stripped: object = None
@@ -62,9 +66,10 @@ class Context:
 # The patient chain, read top to bottom (admit sender -> strip -> classify -> store -> route).
 PATIENT_STEPS = (
     parse.parse_message,
+    admit.read_sender,  # one plain From mailbox in an unambiguous header block
     skip_duplicate,  # the same bytes again (a lost 250, retried): 250, stored once
-    admit.admit_patient,
-    authenticate.authenticate_sender,
+    authenticate.authenticate_sender,  # SPF/DKIM/DMARC or trusted A-R; DNS trouble: 451
+    admit.admit_patient,  # authenticated enough for this address, and a patient
     patient_rate,  # too many messages an hour: 451 4.7.1 and one staff alert
     loops.detect_automatic,
     strip.strip_attachments,
@@ -78,7 +83,9 @@ PATIENT_STEPS = (
 # A staff member's answer to staff+TOKEN, relayed to the patient (§9).
 STAFF_STEPS = (
     parse.parse_message,
+    admit.read_sender,
     skip_duplicate,
+    authenticate.authenticate_sender,
     staff.admit_staff,
     loops.detect_automatic,
     strip.strip_attachments,

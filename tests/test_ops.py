@@ -429,7 +429,7 @@ def test_audit_rows_for_a_full_patient_story(services, tmp_path, capsys):
     with services.factory() as session:
         refused = session.scalars(select(Audit).where(Audit.action == "message.refused")).all()
     assert [(r.object_id, r.detail["reason"]) for r in refused] == [
-        ("s-refused", "header-from-not-patient")]
+        ("s-refused", "envelope-from-mismatch")]
 
     assert cli("--config", services.cfg.path, "audit", "list", "--since", "1h",
                "--action", "invite.") == 0

@@ -62,7 +62,7 @@ async def test_non_active_senders_get_one_uniform_refusal(services, gateway, sta
                               patient_mail("stranger@example.net").as_bytes())
     known = await smtp_send(gateway.inbound_port, "ana@example.com", [PORTAL],
                             patient_mail().as_bytes())
-    assert unknown == known == ("RCPT", 550, "5.7.1 " + REFUSAL)
+    assert unknown == known == ("DATA", 550, "5.7.1 " + REFUSAL)  # decided after DATA
     assert count(services, Message) == 0
 
 

@@ -173,7 +173,8 @@ def patient_rate(ctx) -> None:
     """Step: more than ``max_messages_per_patient_per_hour`` from one patient over SMTP
     gets a temporary refusal, and the triage address one alert per patient and hour."""
     limit = ctx.services.cfg.smtp.max_messages_per_patient_per_hour
-    if limit <= 0 or ctx.inbound.source != "smtp" or ctx.patient is None:
+    if (limit <= 0 or ctx.inbound.source != "smtp" or ctx.patient is None
+            or ctx.unverified):
         return
     since = utcnow() - dt.timedelta(hours=1)
     count = ctx.session.scalar(

@@ -213,11 +213,12 @@ class InboundHandler:
         return TEMPFAIL
 
 
-def smtp_factory(services, handler, tls, **kwargs):
+def smtp_factory(services, handler, tls, cls=None, **kwargs):
     """A protocol factory for one listener; every session shares its SessionLimits."""
     cfg = services.cfg
     limits = L.SessionLimits.from_config(cfg.smtp)
-    return lambda: GatewaySMTP(handler, limits=limits, hostname=cfg.gateway.hostname,
+    cls = cls or GatewaySMTP
+    return lambda: cls(handler, limits=limits, hostname=cfg.gateway.hostname,
                                ident="Portal Mail Gateway", decode_data=False,
                                data_size_limit=cfg.smtp.max_message_bytes,
                                enable_SMTPUTF8=True,

@@ -7,18 +7,17 @@ the message must name a transactional kind in X-Portal-Kind (else 550 5.7.1).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import warnings
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway import notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL
-from gateway.smtp.inbound import has_bare_line_endings, session_id, smtp_factory
+from gateway.smtp.auth import Authenticator, deferring_authenticator
+from gateway.smtp.inbound import (GatewaySMTP, has_bare_line_endings, session_id,
+                                  smtp_factory)
 from gateway.smtp.limits import check_content
 from gateway.smtp.tls import server_tls
 from gateway.steps.parse import parse_bytes
@@ -30,29 +29,24 @@ warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TL
 NOT_A_PATIENT = "550 5.1.1 Recipient is not an active portal patient"
 
 
-class Authenticator:
-    def __init__(self, users: dict):
-        self.users = dict(users)
-        self.hasher = PasswordHasher()
-        self._ok: set[tuple[str, str]] = set()
+class SubmissionSMTP(GatewaySMTP):
+    """The session class of the submission listener: PLAIN and LOGIN credentials are
+    checked by `Authenticator.check`, awaited here, off the event loop."""
 
-    def __call__(self, server, session, envelope, mechanism, auth_data):
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        user = auth_data.login.decode("utf-8", "replace")
-        secret = auth_data.password
-        key = (user, hashlib.sha256(secret).hexdigest())
-        if key in self._ok:  # argon2 is slow on purpose; verify each secret once
-            return AuthResult(success=True)
-        hashed = self.users.get(user)
-        try:
-            ok = bool(hashed) and self.hasher.verify(hashed, secret)
-        except (VerificationError, InvalidHashError):
-            ok = False
-        if ok:
-            self._ok.add(key)
-        log.info("auth", extra={"session": session_id(session), "success": ok})
-        return AuthResult(success=ok, handled=False)
+    checker: Authenticator
+
+    async def auth_PLAIN(self, _, args):
+        return await self._finish(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _, args):
+        return await self._finish(await super().auth_LOGIN(_, args))
+
+    async def _finish(self, result: AuthResult) -> AuthResult:
+        if result.success or not isinstance(result.auth_data, LoginPassword):
+            return result
+        peer = self.session.peer if self.session else None
+        return await self.checker.check(session_id(self.session),
+                                        str(peer[0]) if peer else "?", result.auth_data)
 
 
 def _recipient_ok(services, address: str) -> bool:
@@ -116,9 +110,10 @@ async def start_submission(services, host: str, port: int) -> asyncio.AbstractSe
     cfg = services.cfg
     handler = SubmissionHandler(services)
     tls = server_tls(cfg)
-    auth = Authenticator(cfg.smtp.submission_users)
+    checker = Authenticator(cfg.smtp.submission_users)
+    session_class = type("SubmissionSession", (SubmissionSMTP,), {"checker": checker})
     factory = smtp_factory(services, handler, tls, require_starttls=tls is not None,
                            auth_required=True, auth_require_tls=not is_loopback(host),
-                           authenticator=auth)
+                           authenticator=deferring_authenticator, cls=session_class)
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host=host, port=port)

@@ -279,3 +279,58 @@ async def test_from_header_tricks_are_refused(start, header):
     result = await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], raw)
     assert result == ("DATA", 550, REFUSAL)
     assert stored(gw) == 0
+
+
+async def test_reply_token_needs_dmarc_not_to_fail(start, dns, keys):
+    publish(dns, keys, dmarc="v=DMARC1; p=none")
+    gw = await start(dns=dns, **VERIFY)
+    signed = sign(crlf(patient_mail()), keys["good"][0], b"example.com")
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], signed))[:2] \
+        == ("DATA", 250)
+    ack = read((await wait_for_mail(gw.s.cfg.maildir_root, "ana@example.com"))[0])
+    reply_to = ack["Reply-To"].addresses[0].addr_spec
+    unsigned = crlf(patient_mail(to=reply_to, body="Thanks, Tuesday is fine."))
+    # p=none and no signature: DMARC does not fail, the token is the second factor
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [reply_to], unsigned))[:2] \
+        == ("DATA", 250)
+    new = crlf(patient_mail(body="A new question."))
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], new)) \
+        == ("DATA", 550, REFUSAL)  # portal@ without a token needs an aligned pass
+    dns.resolver.txt("_dmarc.example.com", "v=DMARC1; p=reject")
+    other = crlf(patient_mail(to=reply_to, body="Another one."))
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [reply_to], other)) \
+        == ("DATA", 550, REFUSAL)
+
+
+async def test_staff_token_needs_an_authenticated_practice_sender(start, dns, keys):
+    from gateway.models import Thread
+    from tests.test_staff_reply import staff_reply
+    publish(dns, keys, spf="v=spf1 ip4:127.0.0.1 -all")
+    gw = await start(dns=dns, **VERIFY)
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL],
+                            crlf(patient_mail())))[:2] == ("DATA", 250)
+    root = gw.s.cfg.maildir_root
+    staff_copy = read((await wait_for_mail(root, "frontdesk@practice.example.org"))[0])
+    staff_addr = staff_copy["Reply-To"].addresses[0].addr_spec
+    answer = crlf(staff_reply(staff_copy))
+    forged = await smtp_send(gw.inbound_port, "nurse@practice.example.org", [staff_addr],
+                             answer)
+    assert forged[:2] == ("DATA", 550) and forged[2].startswith("5.7.1")
+    with gw.s.factory() as session:
+        assert session.scalars(select(Thread)).one().state == "open"  # clock still runs
+    dns.resolver.txt("practice.example.org", "v=spf1 ip4:127.0.0.1 -all")
+    assert (await smtp_send(gw.inbound_port, "nurse@practice.example.org", [staff_addr],
+                            answer))[:2] == ("DATA", 250)
+    with gw.s.transaction() as session:
+        thread = session.scalars(select(Thread)).one()
+        assert thread.state == "answered"
+        thread.state = "closed"
+    dead = await smtp_send(gw.inbound_port, "nurse@practice.example.org", [staff_addr], answer)
+    assert dead[:2] == ("RCPT", 550) and dead[2].startswith("5.1.1")
+
+
+async def test_auth_off_warns_at_start(start, caplog):
+    import logging
+    caplog.set_level(logging.WARNING, logger="gateway.app")
+    await start()
+    assert any("auth_mode" in r.getMessage() for r in caplog.records)

@@ -167,3 +167,19 @@ async def test_patient_name_cannot_inject_headers(gw):
         assert msg["Bcc"] is None and msg["X-Evil"] is None
         assert b"\nBcc:" not in path.read_bytes() and b"\nX-Evil:" not in path.read_bytes()
     assert not (root / "x@evil.example").exists()
+
+
+async def test_staff_answer_with_auth_on_the_submission_listener(gw):
+    from tests.test_staff_reply import staff_reply
+    add_patient(gw.s)
+    root = gw.s.cfg.maildir_root
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", ["portal@portal.example.org"],
+                            patient_mail().as_bytes()))[:2] == ("DATA", 250)
+    staff_copy = read((await wait_for_mail(root, "frontdesk@practice.example.org"))[0])
+    staff_addr = staff_copy["Reply-To"].addresses[0].addr_spec
+    errors = await submit(gw, staff_reply(staff_copy), [staff_addr])
+    assert errors == {}
+    answers = await wait_for_mail(root, "ana@example.com", 2)  # the ack, then the answer
+    assert any("Tuesday at 10" in read(p).get_content() for p in answers)
+    mixed = await submit(gw, notification(), ["ana@example.com", staff_addr])
+    assert mixed[staff_addr][0] == 452  # one kind of recipient per message

@@ -1,6 +1,8 @@
 """The submission listener (§10): the portal application sends patient notifications.
 
-AUTH PLAIN/LOGIN against argon2 hashes from config, over TLS except on loopback.  Each
+AUTH PLAIN/LOGIN against argon2 hashes from config, over TLS except on loopback
+(gateway.smtp.auth).  A staff member may also send an answer to ``staff+TOKEN`` here: it
+runs the same staff chain as on the MX, with AUTH standing for sender authentication.  Each
 recipient must be an active patient (550 5.1.1 per bad recipient, the others still go);
 the message must name a transactional kind in X-Portal-Kind (else 550 5.7.1).
 """
@@ -16,8 +18,10 @@ from gateway import notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL
 from gateway.smtp.auth import Authenticator, deferring_authenticator
-from gateway.smtp.inbound import (GatewaySMTP, has_bare_line_endings, session_id,
-                                  smtp_factory)
+from gateway.pipeline import Inbound
+from gateway.smtp.admission import check_recipient
+from gateway.smtp.inbound import (GatewaySMTP, accept, envelope_sender,
+                                  has_bare_line_endings, session_id, smtp_factory)
 from gateway.smtp.limits import check_content
 from gateway.smtp.tls import server_tls
 from gateway.steps.parse import parse_bytes
@@ -27,6 +31,7 @@ log = logging.getLogger("gateway.submission")
 # warns about it on every connection.
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 NOT_A_PATIENT = "550 5.1.1 Recipient is not an active portal patient"
+ONE_KIND = "452 4.5.3 Send staff answers and patient notifications as separate messages"
 
 
 class SubmissionSMTP(GatewaySMTP):
@@ -47,6 +52,12 @@ class SubmissionSMTP(GatewaySMTP):
         peer = self.session.peer if self.session else None
         return await self.checker.check(session_id(self.session),
                                         str(peer[0]) if peer else "?", result.auth_data)
+
+
+def _login(session) -> str:
+    data = getattr(session, "auth_data", None)
+    login = data.login if isinstance(data, LoginPassword) else b"?"
+    return login.decode("utf-8", "replace") or "?"
 
 
 def _recipient_ok(services, address: str) -> bool:
@@ -72,16 +83,34 @@ class SubmissionHandler:
         self.services = services
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if not await asyncio.to_thread(_recipient_ok, self.services, address):
+        staff_reply = self._is_staff_token(address)
+        if envelope.rcpt_tos and staff_reply != self._is_staff_token(envelope.rcpt_tos[0]):
+            return ONE_KIND
+        if staff_reply:
+            reply = await asyncio.to_thread(check_recipient, self.services,
+                                            envelope_sender(envelope), address)
+            if reply is not None:
+                return reply
+        elif not await asyncio.to_thread(_recipient_ok, self.services, address):
             return NOT_A_PATIENT
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
+
+    def _is_staff_token(self, address: str) -> bool:
+        local = self.services.addresses.parse(address)
+        return local is not None and local.purpose == "staff"
 
     async def handle_DATA(self, server, session, envelope):
         sid = session_id(session)
         raw = envelope.original_content or b""
         if has_bare_line_endings(raw):
             return BARE_LINE_ENDING
+        if self._is_staff_token(envelope.rcpt_tos[0]):
+            # a staff answer sent with AUTH: the staff chain, AUTH standing for authentication
+            inbound = Inbound(raw=raw, mail_from=envelope_sender(envelope),
+                              rcpt_tos=list(envelope.rcpt_tos), source="submission",
+                              session_id=sid, authenticated_user=_login(session))
+            return await asyncio.to_thread(accept, self.services, inbound)
         refused = check_content(raw, self.services.cfg.smtp)
         if refused is not None:
             log.info("notification refused", extra={"session": sid, "reason": refused[1]})

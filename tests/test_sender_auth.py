@@ -26,10 +26,11 @@ REFUSAL = ("5.7.1 This address accepts mail only from enrolled portal patients; 
 async def start(tmp_path, db_url, config):  # `config` migrates the database
     gateways = []
 
-    async def make(dns=None, **policy):
+    async def make(dns=None, smtp=None, **policy):
         if dns is not None:
             policy.update(dns_servers=[dns.address], dns_timeout_seconds=2)
-        cfg = load_config(write_config(tmp_path, db_url), overrides={"policy": policy})
+        cfg = load_config(write_config(tmp_path, db_url),
+                          overrides={"policy": policy, "smtp": smtp or {}})
         services = Services.create(cfg)
         gw = Gateway(services, inbound_port=0, submission_port=0, http_port=0)
         await gw.start()
@@ -334,3 +335,25 @@ async def test_auth_off_warns_at_start(start, caplog):
     caplog.set_level(logging.WARNING, logger="gateway.app")
     await start()
     assert any("auth_mode" in r.getMessage() for r in caplog.records)
+
+
+async def test_unverified_mail_is_never_acknowledged_nor_counted_against_the_rate(start, dns,
+                                                                                  keys):
+    publish(dns, keys, dmarc="v=DMARC1; p=none")
+    gw = await start(dns=dns, smtp={"max_messages_per_patient_per_hour": 1},
+                     auth_mode="verify", require_aligned_auth=False)
+    root = gw.s.cfg.maildir_root
+    for i in range(2):  # not authenticated, DMARC not failing: staff see it, marked
+        unsigned = crlf(patient_mail(body=f"Can I move my appointment to next week? ({i})"))
+        assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], unsigned))[:2] \
+            == ("DATA", 250)
+    staff = await wait_for_mail(root, "frontdesk@practice.example.org", 2)
+    assert {read(p)["X-Portal-Sender-Auth"] for p in staff} == {"none"}
+    signed = sign(crlf(patient_mail(body="Can I move my appointment to Friday?")), keys["good"][0], b"example.com")
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], signed))[:2] \
+        == ("DATA", 250)  # the two unverified ones did not use up the hourly limit
+    acks = await wait_for_mail(root, "ana@example.com")
+    assert len(acks) == 1  # only the authenticated message was acknowledged
+    again = sign(crlf(patient_mail(body="Can I move my appointment to Monday?")), keys["good"][0], b"example.com")
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], again))[:2] \
+        == ("DATA", 451)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import outbox
@@ -180,7 +180,8 @@ def patient_rate(ctx) -> None:
     count = ctx.session.scalar(
         select(func.count()).select_from(Message).where(
             Message.patient_id == ctx.patient.id, Message.direction == "patient",
-            Message.received_at >= since)) or 0
+            Message.received_at >= since,
+            or_(Message.sender_auth.is_(None), Message.sender_auth != "unverified"))) or 0
     if count >= limit:
         raise Reject(RATE_LIMITED, "patient-rate",
                      followups=(partial(alert_abuse, ctx.services, ctx.patient.id, count),))

@@ -108,6 +108,9 @@ async def test_verify_aligned_dkim_passes_and_is_acknowledged(start, dns, keys):
     root = gw.s.cfg.maildir_root
     staff = read((await wait_for_mail(root, "frontdesk@practice.example.org"))[0])
     assert staff["X-Portal-Sender-Auth"] == "pass"
+    assert str(staff["Authentication-Results"]).startswith("portal.example.org; dkim=pass "
+                                                           "header.d=example.com;")
+    assert "dmarc=pass header.from=example.com" in str(staff["Authentication-Results"])
     await wait_for_mail(root, "ana@example.com")  # acknowledged
 
 

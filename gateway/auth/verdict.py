@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import authres
+import authres.dmarc
 import dkim
 
 from gateway.auth import spf_check
@@ -25,7 +27,22 @@ log = logging.getLogger("gateway.auth")
 class Verdict:
     result: str  # pass | fail | none | temperror
     detail: str  # short id for logs and the security alert, never an address
-    header: str = ""  # Authentication-Results text for the staff copy (results only)
+    # (method, result, domain) for the staff copy's Authentication-Results header
+    results: tuple = ()
+
+
+def results_header(authserv_id: str, verdict: Verdict) -> str | None:
+    """The value of an Authentication-Results header (RFC 8601, written with authres)."""
+    if not verdict.results:
+        return None
+    made = {"dkim": lambda r, d: authres.DKIMAuthenticationResult(result=r, header_d=d),
+            "spf": lambda r, d: authres.SPFAuthenticationResult(result=r, smtp_mailfrom=d),
+            "dmarc": lambda r, d: authres.dmarc.DMARCAuthenticationResult(result=r,
+                                                                          header_from=d)}
+    header = authres.AuthenticationResultsHeader(
+        authserv_id=authserv_id,
+        results=[made[m](r, d or None) for m, r, d in verdict.results])
+    return str(header).partition(":")[2].strip()
 
 
 def dmarc_record(resolver, domain: str) -> dict | None:
@@ -82,15 +99,16 @@ def verify(raw: bytes, msg, from_domain: str, resolver, *, client_ip: str = "",
     dkim_ok = any(aligned(d, from_domain, tags.get("adkim", "r")) for d in dkim_domains)
     spf_ok = spf_result == "pass" and aligned(spf_domain, from_domain, tags.get("aspf", "r"))
     policy = tags.get("p", "none") if dmarc is not None else None
-    header = (f"dkim={'pass' if dkim_domains else 'none'} spf={spf_result} "
-              f"dmarc={'pass' if dkim_ok or spf_ok else ('fail' if dmarc else 'none')}")
+    dmarc_result = "pass" if dkim_ok or spf_ok else ("fail" if dmarc else "none")
+    results = (("dkim", "pass" if dkim_domains else "none", dkim_domains[0] if dkim_domains
+               else ""), ("spf", spf_result, spf_domain), ("dmarc", dmarc_result, from_domain))
     if dkim_ok or spf_ok:
-        return Verdict("pass", "dkim-aligned" if dkim_ok else "spf-aligned", header)
+        return Verdict("pass", "dkim-aligned" if dkim_ok else "spf-aligned", results)
     if spf_result == "temperror":
-        return Verdict("temperror", "spf-temperror", header)
+        return Verdict("temperror", "spf-temperror", results)
     if policy in ("reject", "quarantine"):
-        return Verdict("fail", f"dmarc-fail-{policy}", header)
-    return Verdict("none", f"dmarc-fail-{policy}" if policy else "no-dmarc-record", header)
+        return Verdict("fail", f"dmarc-fail-{policy}", results)
+    return Verdict("none", f"dmarc-fail-{policy}" if policy else "no-dmarc-record", results)
 
 
 def from_upstream(msg, from_domain: str, trusted_ids, trusted_hosts) -> Verdict:

@@ -53,17 +53,3 @@ class Resolver:
 
     def txt(self, name: str) -> list[bytes]:
         return [b"".join(r.strings) for r in self.query(name, "TXT")]
-
-
-class StaticResolver(Resolver):
-    """Answers TXT from a dict name -> list of strings (offline tools); nothing else."""
-
-    def __init__(self, records: dict[str, list[bytes]]):
-        super().__init__(servers=["127.0.0.1"])
-        self.records = {k.rstrip(".").lower(): v for k, v in records.items()}
-
-    def query(self, name: str, qtype: str) -> list:
-        return []
-
-    def txt(self, name: str) -> list[bytes]:
-        return list(self.records.get(name.rstrip(".").lower(), []))

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import hashlib
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
 from gateway import audit, outbox
+from gateway.clock import utcnow
+from gateway.models import NoticeSent
 from gateway.auth.verdict import Verdict, from_upstream, verify
 from gateway.decisions import Reject
 
@@ -68,9 +73,14 @@ def spoof_alert(ctx, patient):
 
 def security_alert(services, patient_id: int, account: str, verdict: Verdict,
                    raw_sha256: str, source: str):
-    """A follow-up that queues the alert to the security address in `session`."""
+    """A follow-up f(session): an audit row for every attempt, and an alert to the security
+    address at most once per patient and clock hour (a forger cannot flood the mailbox)."""
     def queue(session):
         s = services
+        audit.record(session, "auth", "message.spoofing", "patient", account, patient_id,
+                     verdict=verdict.detail, sha256=raw_sha256)
+        if not first_this_hour(session, s.cfg.routing.security, f"spoof:{patient_id}"):
+            return
         msg = s.notices.build(
             "security_alert", sender=s.addresses.header_address("Portal Gateway",
                                                                 s.addresses.portal),
@@ -79,6 +89,21 @@ def security_alert(services, patient_id: int, account: str, verdict: Verdict,
             detail=verdict.detail, sha256=raw_sha256, source=source, refused=True)
         outbox.enqueue(session, s.addresses, msg, s.cfg.routing.security, "security_alert",
                        None, patient_id)
-        audit.record(session, "auth", "message.spoofing", "patient", account, patient_id,
-                     verdict=verdict.detail, sha256=raw_sha256)
     return queue
+
+
+def first_this_hour(session, address: str, key: str) -> bool:
+    """Claims the (address, key, hour) mark; False when it was claimed already."""
+    now = utcnow()
+    mark = NoticeSent(address=address.lower(), reason=f"{key}:{now:%Y%m%d%H}"[:64],
+                      day=now.strftime("%Y-%m-%d"))
+    if session.scalar(select(NoticeSent.id).where(NoticeSent.address == mark.address,
+                                                  NoticeSent.reason == mark.reason,
+                                                  NoticeSent.day == mark.day)):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(mark)
+    except IntegrityError:
+        return False
+    return True

@@ -265,6 +265,8 @@ def test_auth_off_is_refused_beyond_loopback(tmp_path, db_url):
     cfg = load_config(path, overrides={"smtp": {"inbound_host": "0.0.0.0"},
                                        "policy": {"auth_mode": "verify"}})
     assert cfg.policy.auth_mode == "verify"
+    with pytest.raises(ConfigError, match="dns_servers"):
+        load_config(path, overrides={"policy": {"dns_servers": ["resolver.example:53"]}})
 
 
 FROM_TRICKS = [

@@ -39,6 +39,10 @@ class Gateway:
         self.imap_tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
+        if self.s.cfg.policy.auth_mode == "off":
+            log.warning("sender authentication is off (auth_mode = \"off\"): loopback "
+                        "quick start only; anyone who reaches the listener can claim a "
+                        "patient's address")
         cfg = self.s.cfg.smtp
         port = cfg.inbound_port if self.inbound_port is None else self.inbound_port
         server = await start_inbound(self.s, cfg.inbound_host, port)

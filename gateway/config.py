@@ -104,6 +104,7 @@ class DeliverySection:
     dkim_key_file: str = ""
     dkim_domain: str = ""  # empty: the gateway domain
     relay_password: str = ""
+    bounce_token_days: float = 14.0  # a VERP bounces+TOKEN address is refused after this
 
 
 @dataclass
@@ -124,6 +125,9 @@ class PolicySection:
     auth_mode: str = "off"  # off | upstream | verify
     require_aligned_auth: bool = False
     trusted_authserv_ids: list = field(default_factory=list)
+    trusted_received_hosts: list = field(default_factory=list)  # empty: trusted_authserv_ids
+    dns_servers: list = field(default_factory=list)  # empty: the system's resolvers
+    dns_timeout_seconds: float = 5.0
     invite_lifetime_days: float = 7.0
 
 

@@ -2,6 +2,7 @@
 loading, in gateway.config).  Every error names the file, the section and the key."""
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from gateway.config import (CATEGORIES, Config, ConfigError, ImapAccount, ImapFolder,
@@ -70,6 +71,19 @@ def _policy_and_gateway(cfg: Config, err) -> None:
     if cfg.policy.auth_mode == "upstream" and not cfg.policy.trusted_authserv_ids:
         err("policy", "trusted_authserv_ids", "auth_mode 'upstream' needs the authserv-id(s) "
             "of the practice's own MTA")
+    listeners = {"smtp.inbound_host": cfg.smtp.inbound_host,
+                 "smtp.submission_host": cfg.smtp.submission_host, "http.host": cfg.http.host}
+    exposed = [k for k, host in listeners.items() if not is_loopback(host)]
+    if cfg.policy.auth_mode == "off" and exposed:
+        err("policy", "auth_mode", f"'off' is only for a loopback quick start, but "
+            f"{', '.join(exposed)} is not loopback: use 'verify' or 'upstream'")
+    for server in cfg.policy.dns_servers:
+        if not _dns_server_ok(server):
+            err("policy", "dns_servers", f"{server!r} is not an IP address or IP:port")
+    if not 0 < cfg.policy.dns_timeout_seconds <= 60:
+        err("policy", "dns_timeout_seconds", "must be between 0 and 60 seconds")
+    if cfg.delivery.bounce_token_days <= 0:
+        err("delivery", "bounce_token_days", "must be positive")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
     for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes",
@@ -80,6 +94,19 @@ def _policy_and_gateway(cfg: Config, err) -> None:
         err("gateway", "separator", "must be a single character")
     if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):
         err("policy", "allowed_states", "expected two-letter state codes")
+
+
+def _dns_server_ok(server) -> bool:
+    if not isinstance(server, str):
+        return False
+    host, port = server, "53"
+    if server.count(":") == 1:
+        host, port = server.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port.isdigit() and 0 < int(port) < 65536
 
 
 # [smtp] limits: key -> (lowest, highest) allowed value.

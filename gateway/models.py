@@ -90,6 +90,9 @@ class Message(Base):
     rules: Mapped[list | None] = mapped_column(JSON)
     automatic: Mapped[bool] = mapped_column(Boolean, default=False)
     raw_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # pass | none | fail | off | unverified (let in without authentication: never counted
+    # against the patient's rate, never acknowledged)
+    sender_auth: Mapped[str | None] = mapped_column(String(16))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -38,7 +38,10 @@ class Inbound:
     rcpt_tos: list[str]
     source: str = "smtp"
     session_id: str = "-"
-    envelope_rewritten: bool = False
+    envelope_rewritten: bool = False  # kept for the record; it no longer skips any check
+    client_ip: str = ""  # the SMTP client's address (SPF); empty over IMAP
+    helo: str = ""
+    authenticated_user: str = ""  # AUTH login on the submission listener (staff replies)
     # Set once a chain admitted and authenticated the sender: only then may a message
     # that crashes a step be held in the quarantine.
     trusted: bool = False
@@ -62,6 +65,7 @@ class Context:
     sender: str | None = None
     patient: object = None
     auth: object = None
+    unverified: bool = False  # let in without sender authentication: no ack, no rate
     token_thread: object = None
     automatic: bool = False
     stripped: object = None
@@ -85,8 +89,8 @@ CONTENT_STEPS = (
 def trust_sender(ctx) -> None:
     """Step: the sender is admitted and authenticated; a content error held back so far
     is raised now (it may reach the quarantine)."""
-    if ctx.auth is not None and ctx.auth.result == "fail":
-        return  # delivered to staff marked as a suspected spoof: never trusted
+    if ctx.unverified or (ctx.auth is not None and ctx.auth.result == "fail"):
+        return  # let in without authentication: never trusted
     ctx.inbound.trusted = True
     if ctx.content_error is not None:
         raise ctx.content_error
@@ -94,9 +98,10 @@ def trust_sender(ctx) -> None:
 
 # The patient chain, read top to bottom (admit sender -> classify -> store -> route).
 PATIENT_STEPS = (
+    admit.read_sender,  # one plain From mailbox in an unambiguous header block
     skip_duplicate,  # the same bytes again (a lost 250, retried): 250, stored once
-    admit.admit_patient,
-    authenticate.authenticate_sender,
+    authenticate.authenticate_sender,  # SPF/DKIM/DMARC or trusted A-R; DNS trouble: 451
+    admit.admit_patient,  # authenticated enough for this address, and a patient
     trust_sender,
     patient_rate,  # too many messages an hour: 451 4.7.1 and one staff alert
     loops.detect_automatic,
@@ -109,7 +114,9 @@ PATIENT_STEPS = (
 
 # A staff member's answer to staff+TOKEN, relayed to the patient (§9).
 STAFF_STEPS = (
+    admit.read_sender,
     skip_duplicate,
+    authenticate.authenticate_sender,
     staff.admit_staff,
     trust_sender,
     loops.detect_automatic,

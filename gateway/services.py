@@ -34,7 +34,8 @@ class Services:
         return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
                    addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
                    notices=Notices(cfg.templates_dir),
-                   classifier=Classifier.load(cfg.rules_dir))
+                   classifier=Classifier.load(cfg.rules_dir),
+                   resolver=Resolver.from_config(cfg.policy))
 
     def transaction(self):
         return db.transaction(self.factory)

@@ -155,6 +155,7 @@ def test_production_config_is_valid_over_the_example(monkeypatch):
     assert cfg.gateway.drain_seconds < float(unit("portal-gateway.service")["Service"]
                                              ["TimeoutStopSec"])
     assert cfg.delivery.mode == "relay" and cfg.delivery.relay_port == 10025
+    assert cfg.policy.auth_mode == "verify" and cfg.policy.require_aligned_auth
 
 
 def test_postfix_snippets_proxy_before_queue_and_relay_on_loopback():

@@ -242,7 +242,7 @@ async def test_refused_mail_is_moved_kept_and_never_answered(services, mailbox, 
         reasons = sorted(session.scalars(select(ImapSeen.reason)
                                          .where(ImapSeen.outcome == "refused")))
         assert len(reasons) == 5 and "null-sender" in reasons
-        assert "unknown-recipient" in reasons and "sender-not-admitted" in reasons
+        assert "unknown-recipient" in reasons and "not-admitted-unknown" in reasons
         recipients = set(session.scalars(select(Outbox.recipient)))
     assert recipients == {FRONTDESK, "ana@example.com"}  # only the accepted one's mail
     logged = " ".join(json.dumps(vars(r), default=str) for r in caplog.records)

@@ -190,8 +190,8 @@ def test_metrics_and_health_after_real_traffic(served):
     with pytest.raises(smtplib.SMTPDataError) as refused:
         served.send(patient_mail(sender="mallory@example.net", subject="Hello"))
     assert refused.value.smtp_code == 550
-    # refused at RCPT: a stranger's envelope
-    with pytest.raises(smtplib.SMTPRecipientsRefused):
+    # a stranger: also refused at end of DATA (RCPT never looks the sender up)
+    with pytest.raises(smtplib.SMTPDataError):
         served.send(patient_mail(sender="eve@example.net"), sender="eve@example.net")
     served.wait_messages(2)
     deadline = time.monotonic() + 15
@@ -211,7 +211,8 @@ def test_metrics_and_health_after_real_traffic(served):
     assert value(found, "portal_messages_accepted_total", category="emergency",
                  urgent="yes") == 1
     assert value(found, "portal_messages_refused_total",
-                 reason="header-from-not-patient") == 1
+                 reason="envelope-from-mismatch") == 1
+    assert value(found, "portal_messages_refused_total", reason="not-admitted-unknown") == 1
     assert value(found, "portal_attachments_removed_total") == 1
     assert value(found, "portal_delivery_attempts_total", outcome="sent") >= 4
     assert value(found, "portal_outbox_depth") == 0
@@ -429,7 +430,7 @@ def test_audit_rows_for_a_full_patient_story(services, tmp_path, capsys):
     with services.factory() as session:
         refused = session.scalars(select(Audit).where(Audit.action == "message.refused")).all()
     assert [(r.object_id, r.detail["reason"]) for r in refused] == [
-        ("s-refused", "header-from-not-patient")]
+        ("s-refused", "envelope-from-mismatch")]
 
     assert cli("--config", services.cfg.path, "audit", "list", "--since", "1h",
                "--action", "invite.") == 0

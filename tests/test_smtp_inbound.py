@@ -62,7 +62,7 @@ async def test_non_active_senders_get_one_uniform_refusal(services, gateway, sta
                               patient_mail("stranger@example.net").as_bytes())
     known = await smtp_send(gateway.inbound_port, "ana@example.com", [PORTAL],
                             patient_mail().as_bytes())
-    assert unknown == known == ("RCPT", 550, "5.7.1 " + REFUSAL)
+    assert unknown == known == ("DATA", 550, "5.7.1 " + REFUSAL)  # decided after DATA
     assert count(services, Message) == 0
 
 
@@ -263,3 +263,24 @@ async def test_header_that_breaks_the_parser_is_still_handled(services, gateway)
     staff = read((await wait_for_mail(services.cfg.maildir_root,
                                       "frontdesk@practice.example.org"))[0])
     assert "reschedule my appointment" in staff.get_content()
+
+
+async def test_quick_start_as_written_in_the_readme(services, gateway):
+    """README's first conversation: smtplib.send_message (MAIL FROM with SIZE), auth off."""
+    import asyncio
+    import smtplib
+    from email.message import EmailMessage
+    add_patient(services)
+
+    def send():
+        m = EmailMessage()
+        m["From"] = "ana@example.com"
+        m["To"] = PORTAL
+        m["Subject"] = "Appointment"
+        m.set_content("Can I move my appointment to next week?")
+        with smtplib.SMTP("127.0.0.1", gateway.inbound_port) as client:
+            client.send_message(m)
+    await asyncio.to_thread(send)
+    root = services.cfg.maildir_root
+    await wait_for_mail(root, "frontdesk@practice.example.org")
+    await wait_for_mail(root, "ana@example.com")

@@ -86,10 +86,10 @@ async def test_staff_address_from_outsider_is_refused(services, gateway):
     staff_addr = staff_copy["Reply-To"].addresses[0].addr_spec
     outsider = await smtp_send(gateway.inbound_port, "mallory@evil.example", [staff_addr],
                                staff_reply(staff_copy, "mallory@evil.example").as_bytes())
-    assert outsider[:2] == ("RCPT", 550) and outsider[2].startswith("5.7.1")
+    assert outsider[:2] == ("DATA", 550) and outsider[2].startswith("5.7.1")
     patient = await smtp_send(gateway.inbound_port, "ana@example.com", [staff_addr],
                               staff_reply(staff_copy, "ana@example.com").as_bytes())
-    assert patient[:2] == ("RCPT", 550)
+    assert patient[:2] == ("DATA", 550)
     forged = await smtp_send(gateway.inbound_port, "nurse@practice.example.org", [staff_addr],
                              staff_reply(staff_copy, "mallory@evil.example").as_bytes())
     assert forged[:2] == ("DATA", 550)

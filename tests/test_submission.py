@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import datetime as dt
 
 import aiosmtplib
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from gateway.app import Gateway
 from gateway.config import load_config
-from gateway.models import Outbox, Thread
+from gateway.models import Outbox, Patient, Thread, Token
 from gateway.services import Services
 from tests.conftest import maildir_files, wait_for_mail, write_config
 from tests.helpers import add_patient, patient_mail, smtp_send
@@ -63,6 +64,19 @@ async def test_auth_is_required_and_checked(gw):
     assert e.value.code == 530
     with pytest.raises(aiosmtplib.SMTPAuthenticationError):
         await submit(gw, notification(), ["ana@example.com"], login=("portal_app", "wrong"))
+
+
+async def test_repeated_auth_failures_back_off_and_unknown_users_fail_alike(gw):
+    add_patient(gw.s)
+    codes = []
+    for login in [("nobody", SECRET)] + [("portal_app", f"wrong{i}") for i in range(5)]:
+        with pytest.raises(aiosmtplib.SMTPAuthenticationError) as e:
+            await submit(gw, notification(), ["ana@example.com"], login=login)
+        codes.append(e.value.code)
+    assert codes[0] == 535 and codes[-1] == 454  # the client may try two mechanisms a login
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as e:  # even the right secret
+        await submit(gw, notification(), ["ana@example.com"])
+    assert e.value.code == 454 and e.value.message.startswith("4.7.0")
 
 
 @pytest.mark.parametrize("kind", ["newsletter", None, "Marketing"])
@@ -124,6 +138,17 @@ async def test_dsn_to_bounce_address_marks_that_mail_failed(gw):
     with gw.s.factory() as session:
         row = session.get(Outbox, row.id)
         assert row.state == "failed" and "bounced" in row.last_error
+    not_null = await smtp_send(gw.inbound_port, "mallory@evil.example", [bounce_addr], dsn)
+    assert not_null[:2] == ("RCPT", 550) and not_null[2].startswith("5.7.1")
+    for _ in range(3):  # replays of one DSN count one bounce, never "undeliverable"
+        assert (await smtp_send(gw.inbound_port, "", [bounce_addr], dsn))[:2] == ("DATA", 250)
+    with gw.s.transaction() as session:
+        patient = session.scalars(select(Patient)).one()
+        assert patient.hard_bounces == 1 and not patient.undeliverable
+        token = session.get(Token, bounce_addr.split("+")[1].split("@")[0])
+        token.created_at -= dt.timedelta(days=gw.s.cfg.delivery.bounce_token_days + 1)
+    expired = await smtp_send(gw.inbound_port, "", [bounce_addr], dsn)
+    assert expired[:2] == ("RCPT", 550) and expired[2].startswith("5.1.1")
 
 
 async def test_patient_name_cannot_inject_headers(gw):
@@ -142,3 +167,19 @@ async def test_patient_name_cannot_inject_headers(gw):
         assert msg["Bcc"] is None and msg["X-Evil"] is None
         assert b"\nBcc:" not in path.read_bytes() and b"\nX-Evil:" not in path.read_bytes()
     assert not (root / "x@evil.example").exists()
+
+
+async def test_staff_answer_with_auth_on_the_submission_listener(gw):
+    from tests.test_staff_reply import staff_reply
+    add_patient(gw.s)
+    root = gw.s.cfg.maildir_root
+    assert (await smtp_send(gw.inbound_port, "ana@example.com", ["portal@portal.example.org"],
+                            patient_mail().as_bytes()))[:2] == ("DATA", 250)
+    staff_copy = read((await wait_for_mail(root, "frontdesk@practice.example.org"))[0])
+    staff_addr = staff_copy["Reply-To"].addresses[0].addr_spec
+    errors = await submit(gw, staff_reply(staff_copy), [staff_addr])
+    assert errors == {}
+    answers = await wait_for_mail(root, "ana@example.com", 2)  # the ack, then the answer
+    assert any("Tuesday at 10" in read(p).get_content() for p in answers)
+    mixed = await submit(gw, notification(), ["ana@example.com", staff_addr])
+    assert mixed[staff_addr][0] == 452  # one kind of recipient per message

@@ -1,24 +1,18 @@
-"""RCPT-time decisions (§4): who may write to which of our addresses.
+"""RCPT-time decisions: is the recipient one of our addresses with a live token?
 
-Blocking (database) code: the SMTP handler runs it in a worker thread.
+RCPT never looks the sender up: every reply before end of DATA is the same for a patient and
+a stranger.  Only the null-sender rules are applied here (DSNs go to ``bounces+TOKEN`` and
+nowhere else).  Blocking (database) code: the SMTP handler runs it in a worker thread.
 """
 from __future__ import annotations
 
-import re
+import datetime as dt
 
-from gateway import patients
-from gateway.decisions import (REFUSED_NULL_SENDER, REFUSED_SENDER, REFUSED_STAFF,
-                               UNKNOWN_RECIPIENT)
-from gateway.models import Token
+from gateway.clock import utcnow
+from gateway.decisions import REFUSED_NULL_SENDER, UNKNOWN_RECIPIENT
+from gateway.models import Thread, Token
 
-# SRS, BATV and bulk-sender bounce addresses: the envelope no longer names the author.
-_REWRITTEN = re.compile(r"^(srs[01][=+-]|prvs=|msprvs\d*=|btv1==|bounces?[-+=.]|"
-                        r".*[-+=.]bounces?[-+=.]?)", re.I)
-
-
-def envelope_rewritten(mail_from: str) -> bool:
-    local = (mail_from or "").rpartition("@")[0]
-    return bool(local) and bool(_REWRITTEN.match(local))
+NOT_NULL_SENDER = "550 5.7.1 Only delivery status notifications (null sender) are accepted here"
 
 
 def is_staff(cfg, address: str) -> bool:
@@ -28,6 +22,24 @@ def is_staff(cfg, address: str) -> bool:
             or domain in {d.lower().lstrip("@") for d in cfg.staff.domains})
 
 
+def token_live(session, cfg, purpose: str, token: str) -> bool:
+    """Known, of this purpose, not expired; a staff token dies with its closed thread, a
+    bounce token after ``[delivery] bounce_token_days``."""
+    row = session.get(Token, token)
+    if row is None or row.purpose != purpose:
+        return False
+    now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        return False
+    if purpose == "bounces":
+        age = dt.timedelta(days=cfg.delivery.bounce_token_days)
+        return row.outbox_id is not None and row.created_at + age > now
+    if purpose == "staff":
+        thread = session.get(Thread, row.thread_id) if row.thread_id else None
+        return thread is not None and thread.state != "closed"
+    return True
+
+
 def check_recipient(services, mail_from: str, rcpt: str) -> str | None:
     """None to accept the recipient, else the SMTP reply that refuses it."""
     local = services.addresses.parse(rcpt)
@@ -35,18 +47,17 @@ def check_recipient(services, mail_from: str, rcpt: str) -> str | None:
         return UNKNOWN_RECIPIENT
     if not mail_from and local.purpose != "bounces":
         return REFUSED_NULL_SENDER
+    if mail_from and local.purpose == "bounces":
+        return NOT_NULL_SENDER
+    if local.token is None:
+        return None
     with services.factory() as session:
-        if local.token is not None:
-            token = session.get(Token, local.token)
-            if token is None or token.purpose != local.purpose:
-                return UNKNOWN_RECIPIENT
-        if local.purpose == "bounces":
-            return None
-        if local.purpose == "staff":
-            return None if is_staff(services.cfg, mail_from) else REFUSED_STAFF
-        if envelope_rewritten(mail_from):
-            return None  # judged by the header From at end of DATA
-        patient = patients.by_email(session, mail_from)
-        if patients.is_admissible(patient, services.cfg.policy.allowed_states):
-            return None
-        return REFUSED_SENDER
+        if not token_live(session, services.cfg, local.purpose, local.token):
+            return UNKNOWN_RECIPIENT
+    return None
+
+
+def envelope_rewritten(mail_from: str) -> bool:
+    """Kept for the IMAP ledger's record only; no decision depends on it any more."""
+    local = (mail_from or "").rpartition("@")[0].lower()
+    return local.startswith(("srs0=", "srs1=", "prvs=", "btv1=="))

@@ -17,6 +17,7 @@ import weakref
 from aiosmtpd.smtp import SMTP
 
 from gateway import metrics, pipeline, quarantine
+from gateway.auth.strict import envelope_error
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, TOO_BIG, Reject
 from gateway.smtp import limits as L
 from gateway.smtp.admission import check_recipient, envelope_rewritten
@@ -120,11 +121,6 @@ class GatewaySMTP(SMTP):
         if not self._in_transaction():
             self._say_and_close(L.PRE_MAIL_TIMEOUT)
 
-    @functools.wraps(SMTP.smtp_MAIL)  # keeps aiosmtpd's syntax help
-    async def smtp_MAIL(self, arg):
-        await super().smtp_MAIL(arg)
-        self._watch_transaction()
-
     @functools.wraps(SMTP.smtp_RSET)  # keeps aiosmtpd's syntax help
     async def smtp_RSET(self, arg):
         await super().smtp_RSET(arg)
@@ -171,6 +167,22 @@ class GatewaySMTP(SMTP):
         finally:
             transport.close()
 
+    @functools.wraps(SMTP.smtp_MAIL)  # keeps aiosmtpd's syntax help
+    async def smtp_MAIL(self, arg):
+        """An envelope sender that is not plain RFC 5321 gets 553 5.1.7, never normalised."""
+        session = self.session
+        ready = session is not None and session.host_name and (
+            not self._auth_required or session.authenticated)
+        if ready and arg and arg[:5].upper() == "FROM:":
+            refused = envelope_error(arg)
+            if refused is not None:
+                log.info("mail refused", extra={"session": session_id(session),
+                                                "reply": refused[:9]})
+                await self.push(refused)
+                return
+        await super().smtp_MAIL(arg)
+        self._watch_transaction()
+
     async def push(self, status):
         if isinstance(status, str):
             for prefix, ours in REWORDED:
@@ -183,6 +195,12 @@ class GatewaySMTP(SMTP):
 def has_bare_line_endings(data: bytes) -> bool:
     crlf = data.count(b"\r\n")
     return data.count(b"\n") != crlf or data.count(b"\r") != crlf
+
+
+def envelope_sender(envelope) -> str:
+    """MAIL FROM as an address; "" for the null sender (aiosmtpd keeps it as "<>")."""
+    mail_from = envelope.mail_from or ""
+    return "" if mail_from == "<>" else mail_from
 
 
 def session_id(session) -> str:
@@ -240,7 +258,7 @@ class InboundHandler:
             metrics.rcpt_refused("452 4.5.3", self.source)
             return "452 4.5.3 Too many recipients"
         reply = await asyncio.to_thread(check_recipient, self.services,
-                                        envelope.mail_from or "", address)
+                                        envelope_sender(envelope), address)
         if reply is not None:
             log.info("rcpt refused", extra={"session": session_id(session),
                                             "reply": reply[:9]})
@@ -257,9 +275,11 @@ class InboundHandler:
             metrics.message_refused("bare-line-ending", self.source)
             return BARE_LINE_ENDING
         inbound = pipeline.Inbound(
-            raw=raw, mail_from=envelope.mail_from or "", rcpt_tos=list(envelope.rcpt_tos),
+            raw=raw, mail_from=envelope_sender(envelope), rcpt_tos=list(envelope.rcpt_tos),
             source=self.source, session_id=sid,
-            envelope_rewritten=envelope_rewritten(envelope.mail_from or ""))
+            envelope_rewritten=envelope_rewritten(envelope_sender(envelope)),
+            client_ip=str(session.peer[0]) if session.peer else "",
+            helo=session.host_name or "")
         return await asyncio.to_thread(accept, self.services, inbound)
 
     async def handle_exception(self, error):
@@ -268,11 +288,12 @@ class InboundHandler:
         return TEMPFAIL
 
 
-def smtp_factory(services, handler, tls, **kwargs):
+def smtp_factory(services, handler, tls, cls=None, **kwargs):
     """A protocol factory for one listener; every session shares its SessionLimits."""
     cfg = services.cfg
     limits = L.SessionLimits.from_config(cfg.smtp)
-    return lambda: GatewaySMTP(handler, limits=limits, hostname=cfg.gateway.hostname,
+    cls = cls or GatewaySMTP
+    return lambda: cls(handler, limits=limits, hostname=cfg.gateway.hostname,
                                ident="Portal Mail Gateway", decode_data=False,
                                data_size_limit=cfg.smtp.max_message_bytes,
                                enable_SMTPUTF8=True,

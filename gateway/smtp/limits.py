@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway import outbox
@@ -131,13 +131,15 @@ def patient_rate(ctx) -> None:
     """Step: more than ``max_messages_per_patient_per_hour`` from one patient over SMTP
     gets a temporary refusal, and the triage address one alert per patient and hour."""
     limit = ctx.services.cfg.smtp.max_messages_per_patient_per_hour
-    if limit <= 0 or ctx.inbound.source != "smtp" or ctx.patient is None:
+    if (limit <= 0 or ctx.inbound.source != "smtp" or ctx.patient is None
+            or ctx.unverified):
         return
     since = utcnow() - dt.timedelta(hours=1)
     count = ctx.session.scalar(
         select(func.count()).select_from(Message).where(
             Message.patient_id == ctx.patient.id, Message.direction == "patient",
-            Message.received_at >= since)) or 0
+            Message.received_at >= since,
+            or_(Message.sender_auth.is_(None), Message.sender_auth != "unverified"))) or 0
     if count >= limit:
         raise Reject(RATE_LIMITED, "patient-rate",
                      followups=(partial(alert_abuse, ctx.services, ctx.patient.id, count),))

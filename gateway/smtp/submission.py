@@ -1,24 +1,27 @@
 """The submission listener (§10): the portal application sends patient notifications.
 
-AUTH PLAIN/LOGIN against argon2 hashes from config, over TLS except on loopback.  Each
+AUTH PLAIN/LOGIN against argon2 hashes from config, over TLS except on loopback
+(gateway.smtp.auth).  A staff member may also send an answer to ``staff+TOKEN`` here: it
+runs the same staff chain as on the MX, with AUTH standing for sender authentication.  Each
 recipient must be an active patient (550 5.1.1 per bad recipient, the others still go);
 the message must name a transactional kind in X-Portal-Kind (else 550 5.7.1).
 """
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import warnings
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway import notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, Reject
-from gateway.smtp.inbound import has_bare_line_endings, session_id, smtp_factory
+from gateway.smtp.auth import Authenticator, deferring_authenticator
+from gateway.pipeline import Inbound
+from gateway.smtp.admission import check_recipient
+from gateway.smtp.inbound import (GatewaySMTP, accept, envelope_sender,
+                                  has_bare_line_endings, session_id, smtp_factory)
 from gateway.smtp.limits import check_content
 from gateway.smtp.tls import server_tls
 from gateway.steps.parse import parse_bytes
@@ -28,31 +31,33 @@ log = logging.getLogger("gateway.submission")
 # warns about it on every connection.
 warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS")
 NOT_A_PATIENT = "550 5.1.1 Recipient is not an active portal patient"
+ONE_KIND = "452 4.5.3 Send staff answers and patient notifications as separate messages"
 
 
-class Authenticator:
-    def __init__(self, users: dict):
-        self.users = dict(users)
-        self.hasher = PasswordHasher()
-        self._ok: set[tuple[str, str]] = set()
+class SubmissionSMTP(GatewaySMTP):
+    """The session class of the submission listener: PLAIN and LOGIN credentials are
+    checked by `Authenticator.check`, awaited here, off the event loop."""
 
-    def __call__(self, server, session, envelope, mechanism, auth_data):
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        user = auth_data.login.decode("utf-8", "replace")
-        secret = auth_data.password
-        key = (user, hashlib.sha256(secret).hexdigest())
-        if key in self._ok:  # argon2 is slow on purpose; verify each secret once
-            return AuthResult(success=True)
-        hashed = self.users.get(user)
-        try:
-            ok = bool(hashed) and self.hasher.verify(hashed, secret)
-        except (VerificationError, InvalidHashError):
-            ok = False
-        if ok:
-            self._ok.add(key)
-        log.info("auth", extra={"session": session_id(session), "success": ok})
-        return AuthResult(success=ok, handled=False)
+    checker: Authenticator
+
+    async def auth_PLAIN(self, _, args):
+        return await self._finish(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _, args):
+        return await self._finish(await super().auth_LOGIN(_, args))
+
+    async def _finish(self, result: AuthResult) -> AuthResult:
+        if result.success or not isinstance(result.auth_data, LoginPassword):
+            return result
+        peer = self.session.peer if self.session else None
+        return await self.checker.check(session_id(self.session),
+                                        str(peer[0]) if peer else "?", result.auth_data)
+
+
+def _login(session) -> str:
+    data = getattr(session, "auth_data", None)
+    login = data.login if isinstance(data, LoginPassword) else b"?"
+    return login.decode("utf-8", "replace") or "?"
 
 
 def _recipient_ok(services, address: str) -> bool:
@@ -78,16 +83,34 @@ class SubmissionHandler:
         self.services = services
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if not await asyncio.to_thread(_recipient_ok, self.services, address):
+        staff_reply = self._is_staff_token(address)
+        if envelope.rcpt_tos and staff_reply != self._is_staff_token(envelope.rcpt_tos[0]):
+            return ONE_KIND
+        if staff_reply:
+            reply = await asyncio.to_thread(check_recipient, self.services,
+                                            envelope_sender(envelope), address)
+            if reply is not None:
+                return reply
+        elif not await asyncio.to_thread(_recipient_ok, self.services, address):
             return NOT_A_PATIENT
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
+
+    def _is_staff_token(self, address: str) -> bool:
+        local = self.services.addresses.parse(address)
+        return local is not None and local.purpose == "staff"
 
     async def handle_DATA(self, server, session, envelope):
         sid = session_id(session)
         raw = envelope.original_content or b""
         if has_bare_line_endings(raw):
             return BARE_LINE_ENDING
+        if self._is_staff_token(envelope.rcpt_tos[0]):
+            # a staff answer sent with AUTH: the staff chain, AUTH standing for authentication
+            inbound = Inbound(raw=raw, mail_from=envelope_sender(envelope),
+                              rcpt_tos=list(envelope.rcpt_tos), source="submission",
+                              session_id=sid, authenticated_user=_login(session))
+            return await asyncio.to_thread(accept, self.services, inbound)
         refused = check_content(raw, self.services.cfg.smtp)
         if refused is not None:
             log.info("notification refused", extra={"session": sid, "reason": refused[1]})
@@ -120,9 +143,10 @@ async def start_submission(services, host: str, port: int) -> asyncio.AbstractSe
     cfg = services.cfg
     handler = SubmissionHandler(services)
     tls = server_tls(cfg)
-    auth = Authenticator(cfg.smtp.submission_users)
+    checker = Authenticator(cfg.smtp.submission_users)
+    session_class = type("SubmissionSession", (SubmissionSMTP,), {"checker": checker})
     factory = smtp_factory(services, handler, tls, require_starttls=tls is not None,
                            auth_required=True, auth_require_tls=not is_loopback(host),
-                           authenticator=auth)
+                           authenticator=deferring_authenticator, cls=session_class)
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host=host, port=port)

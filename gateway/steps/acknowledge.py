@@ -28,8 +28,8 @@ def removed_for_patient(ctx) -> dict:
 
 
 def acknowledge_patient(ctx) -> None:
-    if ctx.automatic or (ctx.auth is not None and ctx.auth.result == "fail"):
-        return  # never answer automatic mail; never answer a suspected spoof
+    if ctx.automatic or ctx.unverified:
+        return  # never answer automatic mail, nor mail whose sender is not authenticated
     s, cfg, thread, patient = ctx.services, ctx.services.cfg, ctx.thread, ctx.patient
     name = "emergency" if ctx.classification.urgent else "ack"
     reply_addr = s.addresses.make("reply", thread_token(ctx.session, thread, "reply"))

@@ -1,26 +1,29 @@
-"""Step: admit the sender.
+"""Steps: read the sender, then admit it (decided here, at end of DATA, never at RCPT).
 
-The header From must name exactly one mailbox, strictly parsed, belonging to an active
-enrolled patient; with a reply token it must be that thread's patient.  Unless the envelope
-was rewritten in transit (SRS, BATV, a provider's bounce address), the envelope sender must
-be the same patient.  Every refusal uses the one uniform text.
+The header block must name exactly one From mailbox in plain syntax.  Whether that mailbox is
+an admissible patient is decided only after sender authentication (steps.authenticate).
+Every refusal, whatever its reason, is the one uniform ``550 5.7.1`` text; the specific
+reason goes by mail (steps.refusal_notice) and only to a sender that passed authentication.
 """
 from __future__ import annotations
 
 from email.headerregistry import HeaderRegistry
 
-
 from gateway import patients
-from gateway.addresses import normalize
-from gateway.decisions import REFUSED_SENDER, UNKNOWN_RECIPIENT, Reject
+from gateway.auth.strict import header_block_error, strict_normalize
+from gateway.clock import utcnow
+from gateway.decisions import REFUSED_SENDER, REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
 from gateway.models import Thread, Token
-
+from gateway.steps.authenticate import authenticated, spoof_alert
+from gateway.steps.refusal_notice import refusal_reason, reason_notice
 
 _REGISTRY = HeaderRegistry()
 
 
 def header_sender(msg) -> str | None:
-    """The single From address, or None for anything ambiguous (several, none, defects)."""
+    """The single From address, or None for anything ambiguous: several mailboxes or
+    fields, defects, an ``@`` outside the address (display name, comment, encoded word),
+    or an address that is not plain syntax with a strict IDNA domain."""
     values = msg.get_all("From") or []
     if len(values) != 1:
         return None
@@ -31,34 +34,68 @@ def header_sender(msg) -> str | None:
         addresses = header.addresses
         if len(addresses) != 1 or getattr(header, "defects", ()):
             return None
-        addr = addresses[0].addr_spec
+        mailbox = addresses[0]
+        raw_values = [v for k, v in msg.raw_items() if k.lower() == "from"]
+        if len(raw_values) != 1 or str(raw_values[0]).count("@") != 1 or "@" in (mailbox.display_name or ""):
+            return None
+        return strict_normalize(mailbox.addr_spec)
     except Exception:  # malformed header objects raise on access
         return None
-    return normalize(addr) if addr and "@" in addr else None
+
+
+def read_sender(ctx) -> None:
+    """Step: the header block and the From mailbox, strictly; else the uniform refusal."""
+    refusal = REFUSED_STAFF if ctx.local.purpose == "staff" else REFUSED_SENDER
+    problem = header_block_error(ctx.inbound.raw)
+    if problem is not None:
+        raise Reject(refusal, problem)
+    ctx.sender = header_sender(ctx.msg)
+    if ctx.sender is None:
+        raise Reject(refusal, "header-from-syntax")
+
+
+def token_row(session, purpose: str, token: str | None) -> Token | None:
+    row = session.get(Token, token) if token else None
+    if row is None or row.purpose != purpose:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
+        return None
+    return row
 
 
 def token_thread(session, purpose: str, token: str) -> Thread | None:
-    row = session.get(Token, token)
-    if row is None or row.purpose != purpose or row.thread_id is None:
+    row = token_row(session, purpose, token)
+    if row is None or row.thread_id is None:
         return None
     return session.get(Thread, row.thread_id)
 
 
+def envelope_matches(ctx) -> bool:
+    envelope = strict_normalize(ctx.inbound.mail_from)
+    return envelope is not None and envelope == ctx.sender
+
+
 def admit_patient(ctx) -> None:
+    """Step: the sender must be authenticated for this address and an admissible patient
+    (the reply token's own patient for ``reply+TOKEN``)."""
     cfg = ctx.services.cfg
-    sender = header_sender(ctx.msg)
-    patient = patients.by_email(ctx.session, sender) if sender else None
-    if not patients.is_admissible(patient, cfg.policy.allowed_states):
-        raise Reject(REFUSED_SENDER, "header-from-not-patient")
-    envelope = normalize(ctx.inbound.mail_from) if ctx.inbound.mail_from else None
-    if not ctx.inbound.envelope_rewritten and envelope != sender:
-        raise Reject(REFUSED_SENDER, "envelope-from-mismatch")
+    patient = patients.by_email(ctx.session, ctx.sender)
     if ctx.local.purpose == "reply":
-        thread = token_thread(ctx.session, "reply", ctx.local.token)
-        if thread is None:
+        ctx.token_thread = token_thread(ctx.session, "reply", ctx.local.token)
+        if ctx.token_thread is None:
             raise Reject(UNKNOWN_RECIPIENT, "unknown-token")
-        if thread.patient_id != patient.id:
-            raise Reject(REFUSED_SENDER, "token-patient-mismatch")
-        ctx.token_thread = thread
-    ctx.sender = sender
+    if not authenticated(ctx):
+        followups = (spoof_alert(ctx, patient),) if patient is not None else ()
+        raise Reject(REFUSED_SENDER, f"sender-auth-{ctx.auth.result}", followups=followups)
+    if ctx.auth.result != "pass" and not envelope_matches(ctx):
+        raise Reject(REFUSED_SENDER, "envelope-from-mismatch")
+    if not patients.is_admissible(patient, cfg.policy.allowed_states):
+        reason = refusal_reason(patient, cfg.policy.allowed_states)
+        followups = ()
+        if reason is not None and ctx.auth.result == "pass":
+            followups = (reason_notice(ctx.services, patient.id, ctx.sender, reason),)
+        raise Reject(REFUSED_SENDER, f"not-admitted-{reason or 'unknown'}",
+                     followups=followups)
+    if ctx.token_thread is not None and ctx.token_thread.patient_id != patient.id:
+        raise Reject(REFUSED_SENDER, "token-patient-mismatch")
     ctx.patient = patient

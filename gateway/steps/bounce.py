@@ -1,7 +1,9 @@
 """The bounce chain: a DSN (RFC 3464) to ``bounces+TOKEN`` marks that outbound mail failed.
 
 Only permanent failures (``Action: failed`` or a 5.x.x status) count; delays are ignored.
-Three hard bounces mark the patient's address undeliverable and tell the triage address.
+Each outbound mail counts at most one bounce, however often its token is replayed; the
+token takes only the null sender and dies after ``[delivery] bounce_token_days``
+(both checked at RCPT).  Three hard bounces mark the patient's address undeliverable and tell the triage address.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from gateway.decisions import UNKNOWN_RECIPIENT, Reject
 from gateway.models import Outbox, Patient, Token
 
 HARD_BOUNCE_LIMIT = 3
+BOUNCED = "bounced (DSN)"
 
 
 def dsn_is_permanent(msg) -> bool:
@@ -44,7 +47,9 @@ def record_bounce(ctx) -> None:
     ctx.automatic = True
     if not dsn_is_permanent(ctx.msg):
         return
-    row.state, row.last_error = "failed", "bounced (DSN)"
+    if row.last_error == BOUNCED:
+        return  # one bounce per outbound mail: a replayed DSN counts nothing
+    row.state, row.last_error = "failed", BOUNCED
     audit.record(ctx.session, "dsn", "mail.bounced", "outbox", row.id, row.patient_id)
     patient = ctx.session.get(Patient, row.patient_id) if row.patient_id else None
     if patient is None or row.recipient != (patient.email or "").lower():

@@ -7,6 +7,7 @@ group them.
 from __future__ import annotations
 
 from gateway import outbox
+from gateway.auth.verdict import results_header
 from gateway.clock import human, rfc5322
 from gateway.content.filenames import shown_name
 from gateway.steps.classify import subject_of
@@ -50,6 +51,9 @@ def route_to_staff(ctx) -> None:
         "X-Portal-Sender-Auth": ctx.auth.result if ctx.auth else "none",
         "References": thread_ref, "In-Reply-To": thread_ref,
     }
+    results = results_header(cfg.gateway.hostname, ctx.auth) if ctx.auth else None
+    if results:
+        headers["Authentication-Results"] = results
     if cls.urgent:
         headers.update({"Importance": "high", "X-Priority": "1 (Highest)"})
     patient = ctx.patient

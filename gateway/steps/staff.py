@@ -8,13 +8,13 @@ import hashlib
 import re
 
 from gateway import audit, outbox
-from gateway.addresses import normalize
+from gateway.auth.strict import strict_normalize
 from gateway.clock import utcnow
 from gateway.decisions import REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
 from gateway.models import Attachment, Message, Patient
 from gateway.smtp.admission import is_staff
 from gateway.steps.acknowledge import practice_context
-from gateway.steps.admit import header_sender, token_thread
+from gateway.steps.admit import token_thread
 from gateway.steps.classify import subject_of
 from gateway.steps.thread import thread_token
 
@@ -22,17 +22,22 @@ _OUR_PREFIX = re.compile(r"\[(?:URGENT )?Portal:[^\]]*\]\s*", re.I)
 
 
 def admit_staff(ctx) -> None:
+    """The From must be a configured staff address or domain, authenticated (an aligned
+    pass, or AUTH on the submission listener; with auth off, the envelope too), and the
+    token's thread must still be open."""
     cfg = ctx.services.cfg
-    sender = header_sender(ctx.msg)
-    envelope = normalize(ctx.inbound.mail_from) if ctx.inbound.mail_from else None
-    if not sender or not is_staff(cfg, sender):
+    if not is_staff(cfg, ctx.sender):
         raise Reject(REFUSED_STAFF, "header-from-not-staff")
-    if not ctx.inbound.envelope_rewritten and not (envelope and is_staff(cfg, envelope)):
-        raise Reject(REFUSED_STAFF, "envelope-from-not-staff")
+    if cfg.policy.auth_mode == "off" and not ctx.inbound.authenticated_user:
+        envelope = strict_normalize(ctx.inbound.mail_from)
+        if not (envelope and is_staff(cfg, envelope)):
+            raise Reject(REFUSED_STAFF, "envelope-from-not-staff")
+    elif ctx.auth.result != "pass":
+        raise Reject(REFUSED_STAFF, f"staff-auth-{ctx.auth.result}")
     thread = token_thread(ctx.session, "staff", ctx.local.token)
-    if thread is None:
+    if thread is None or thread.state == "closed":
         raise Reject(UNKNOWN_RECIPIENT, "unknown-token")
-    ctx.sender, ctx.thread = sender, thread
+    ctx.thread = thread
     ctx.patient = ctx.session.get(Patient, thread.patient_id)
 
 

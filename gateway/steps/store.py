@@ -17,7 +17,8 @@ def store_message(ctx) -> None:
         subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,
         category=cls.category, urgent=cls.urgent,
         rules=[{"id": h.id, "score": h.score} for h in cls.hits],
-        automatic=ctx.automatic, raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())
+        automatic=ctx.automatic, raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest(),
+        sender_auth="unverified" if ctx.unverified else (ctx.auth.result if ctx.auth else None))
     ctx.session.add(message)
     ctx.session.flush()
     actor = "smtp" if ctx.inbound.source == "smtp" else ctx.inbound.source

@@ -1,0 +1,122 @@
+"""Is a matched warning sign happening now? Negation, history and hypotheticals.
+
+A red-flag phrase found in a message does not count when the words around it say
+that it is absent ("no bleeding"), over ("the bleeding has stopped"), in the past
+("I bled a lot with my first baby") or only imagined ("what should I do if my water
+breaks?").  Doubt keeps it alive ("I'm not sure if my water broke").
+
+Every check looks at a bounded window around the match (at most ~120 characters),
+with regular expressions that have no nested quantifiers, so the cost per match is
+constant and the whole check stays linear in the length of the message.
+"""
+from __future__ import annotations
+
+import re
+
+# Clause boundaries: a negation or history marker never reaches across them.
+_BOUNDARY = re.compile(
+    r"[.!?;:,()\[\]\"]|(?<!\w)(?:but|and|pero|y|however|although|though|except|until|"
+    r"aunque|excepto|hasta|now|ahora|then|luego|since|desde|because|porque|so|"
+    r"this time|esta vez|today|hoy|tonight|currently|ahorita)(?!\w)")
+# Sentence boundaries: a hypothetical ("what if ...") reaches to the end of its sentence.
+_SENTENCE = re.compile(
+    r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|right now|this time|esta vez|"
+    r"currently|actually|today|hoy|tonight)(?!\w)")
+# Words that negate what follows them within the same clause (normalised: no apostrophes).
+_NEG_BEFORE = re.compile(
+    r"(?<!\w)(?:no|not|dont|doesnt|didnt|isnt|arent|wasnt|werent|havent|hasnt|hadnt|"
+    r"wont|never|without|denies|deny|denied|nor|neither|negative|free of|"
+    r"sin|nunca|ni|tampoco|nada de|ningun|ninguna|wala|walang|hindi)(?!\w)")
+# Phrases that look like negations or hypotheticals but express doubt about now.
+_DOUBT = re.compile(
+    r"(?<!\w)(?:not sure|dont know|do not know|no idea|not certain|unsure|cant tell|"
+    r"not only|no se si|no estoy segur[ao]|no sabia|no se que|no matter|or not|"
+    r"wondering|wonder|check if|checking if|see if|hindi ko alam)(?!\w)")
+# After the finding: "the bleeding has stopped", "el sangrado ya paro".
+_RESOLVED_AFTER = re.compile(
+    r"^\W*(?:\w+\W+){0,3}?(?:has |have |had |is |are |finally |already )?"
+    r"(?:stopped|went away|gone away|is gone|are gone|resolved|cleared up|"
+    r"ya paro|se detuvo|se quito|ya se fue|ya paso)(?!\w)")
+_NEG_AFTER_GUARD = re.compile(r"(?<!\w)(?:not|no|never|hasnt|havent|hadnt|didnt|wont|isnt)(?!\w)")
+# A past episode, told as history: in the same clause as the finding.
+_HISTORY = re.compile(
+    r"(?<!\w)(?:with|in|during|after|for) my (?:first|last|previous|prior|other|older|"
+    r"second|1st|2nd|earlier|past|eldest|oldest)(?!\w)"
+    r"|(?<!\w)(?:last|previous|prior|first|other|past|earlier|older) (?:pregnanc\w*|"
+    r"deliver\w*|births?|babys?|labou?rs?|c sections?|child|son|daughter)(?!\w)"
+    r"|(?<!\w)(?:years? ago|a year ago|last year|in the past|history of|hx of|used to|"
+    r"back in (?:19|20)\d\d|when i was pregnant with|when i had my (?:son|daughter|first|"
+    r"other|older)|"
+    r"con mi (?:primer|primera|otro|otra|ultimo|ultima|anterior)|"
+    r"en mi (?:primer|primera|otro|otra|ultimo|ultima) (?:parto|embarazo|bebe|hij[oa])|"
+    r"embarazo anterior|parto anterior|hace (?:\d+|un|una|dos|tres|cuatro|cinco|varios) "
+    r"(?:anos|ano)|el ano pasado|"
+    r"sa (?:una|panganay|dati) ko|noong (?:una|nakaraan))(?!\w)")
+# "what should I do if ...", "what if", "que hago si ...": asking about the future.
+_HYPOTHETICAL = re.compile(
+    r"(?<!\w)(?:what if|what (?:should|do|would|can) i do if|what to do if|what happens if|"
+    r"in case of|if ever|if i ever|should i (?:call|come in|go in|go to \w+|worry) if|"
+    r"when should i|when do i (?:call|go|come)|when to (?:call|go|come|worry)|"
+    r"how (?:do|will|would|can) i (?:know|tell)|how to tell|"
+    r"what are the (?:signs|symptoms)|what (?:signs|symptoms)|signs to watch|"
+    r"watch (?:out )?for|look out for|"
+    r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
+    r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"
+    r"become|becomes|turn|turns)|"
+    r"que (?:hago|debo hacer|tengo que hacer) si|en caso de|si llegara|si me llega|"
+    r"si se me rompe|si empiezo|si empieza|cuales son (?:los|las) (?:sintomas|senales)|"
+    r"paano kung|kung sakali)(?!\w)")
+# Doubt right before a hypothetical-looking "if": "not sure if the baby stops moving".
+_DOUBT_IF = re.compile(r"(?:not sure|dont know|do not know|unsure|wondering|no se|cant tell|"
+                       r"check|checking|see|tell|ask|asking) $")
+_LOOK_BEFORE = 120
+_LOOK_AFTER = 80
+_WINDOW_WORDS = 5
+
+
+def _clause_before(text: str, start: int, boundary: re.Pattern) -> str:
+    before = text[max(0, start - _LOOK_BEFORE):start]
+    cut = None
+    for cut in boundary.finditer(before):
+        pass
+    return before[cut.end():] if cut is not None else before
+
+
+def _clause_after(text: str, end: int, boundary: re.Pattern) -> str:
+    after = text[end:end + _LOOK_AFTER]
+    m = boundary.search(after)
+    return after[:m.start()] if m else after
+
+
+def is_negated(text: str, start: int, end: int) -> bool:
+    """True if the match text[start:end] is negated or said to be resolved."""
+    before = _clause_before(text, start, _BOUNDARY)
+    window = " ".join(before.split()[-_WINDOW_WORDS:])
+    if _DOUBT.search(window):
+        return False
+    if _NEG_BEFORE.search(window):
+        return True
+    after = _clause_after(text, end, _BOUNDARY)
+    resolved = _RESOLVED_AFTER.search(after)
+    return bool(resolved) and not _NEG_AFTER_GUARD.search(after[:resolved.end()])
+
+
+def is_history(text: str, start: int, end: int) -> bool:
+    """True if the clause of the match tells a past episode ("with my first baby")."""
+    clause = _clause_before(text, start, _BOUNDARY) + " " + _clause_after(text, end, _BOUNDARY)
+    return bool(_HISTORY.search(clause))
+
+
+def is_hypothetical(text: str, start: int, end: int) -> bool:
+    """True if the sentence before the match asks "what if" / when to worry, in general."""
+    before = _clause_before(text, start, _SENTENCE)
+    for m in _HYPOTHETICAL.finditer(before):
+        if not _DOUBT_IF.search(before[max(0, m.start() - 20):m.start()]):
+            return True
+    return False
+
+
+def not_now(text: str, start: int, end: int) -> bool:
+    """True when a matched sign is negated, over, past history or hypothetical."""
+    return (is_negated(text, start, end) or is_history(text, start, end)
+            or is_hypothetical(text, start, end))

@@ -165,3 +165,43 @@ def test_situation_errors_name_file_and_table(tmp_path, body, fragment):
     with pytest.raises(RuleError) as err:
         Classifier.load(_write(tmp_path, body))
     assert "r.toml" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+# ------------------------------------------------------------------ shipped patterns
+
+def _nested_repeat(parsed, inside: bool = False) -> bool:
+    import re._parser as sre_parse  # noqa: F401  (parsed is a SubPattern)
+    from re._constants import MAX_REPEAT, MIN_REPEAT, SUBPATTERN, BRANCH, ASSERT, ASSERT_NOT
+    for op, av in parsed:
+        if op in (MAX_REPEAT, MIN_REPEAT):
+            lo, hi, sub = av
+            if hi > 1 and inside:
+                return True
+            if _nested_repeat(sub, inside or hi > 1):
+                return True
+        elif op is SUBPATTERN:
+            if _nested_repeat(av[-1], inside):
+                return True
+        elif op is BRANCH:
+            if any(_nested_repeat(b, inside) for b in av[1]):
+                return True
+        elif op in (ASSERT, ASSERT_NOT):
+            if _nested_repeat(av[1], inside):
+                return True
+    return False
+
+
+def test_shipped_patterns_have_no_nested_quantifiers():
+    """Rule patterns run on text strangers write: no (a+)* style backtracking traps."""
+    import re._parser as sre_parse
+    import tomllib
+    bad = []
+    for path in sorted((ROOT / "rules").glob("*.toml")):
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        tables = list(data.get("rule", [])) + list(data.get("situation", {}).values())
+        for table in tables:
+            for key in ("patterns", "requires_patterns"):
+                for pattern in table.get(key, []):
+                    if _nested_repeat(sre_parse.parse(pattern)):
+                        bad.append((path.name, table.get("id"), pattern))
+    assert not bad, bad

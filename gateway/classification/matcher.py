@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 
-from .qualifiers import not_now
-from .text import TermSet, TextIndex, iter_matches
+from .qualifiers import gap_negated, not_now
+from .text import TermSet, TextIndex, iter_matches, iter_term_matches
 from .model import CATEGORIES, EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
+# A negation reaches a context word (situation, second sign) only from close by.
+_CONTEXT_NEGATION_WORDS = 3
 _SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fw|fwd|rv|tr|aw|wg)\s*(?:\[\d+\])?\s*:\s*)+",
                              re.IGNORECASE)
 
@@ -24,13 +26,20 @@ def _in_except(rule: Rule, index: TextIndex, start: int, end: int) -> bool:
 
 def _live_match(terms: TermSet, index: TextIndex, negatable: bool,
                 rule: Rule | None = None) -> re.Match | None:
-    for m in iter_matches(terms, index):
+    for term, m in iter_term_matches(terms, index):
         if rule is not None and _in_except(rule, index, m.start(), m.end()):
             continue
-        if negatable and not_now(index.text, m.start(), m.end()):
+        if negatable and (not_now(index.text, m.start(), m.end())
+                          or (term.gaps and gap_negated(m))):
             continue
         return m
     return None
+
+
+def _mentioned(rule: Rule, index: TextIndex) -> bool:
+    """True if the rule's sign is named in the text at all (live or not)."""
+    return any(not _in_except(rule, index, m.start(), m.end())
+               for m in iter_matches(rule.terms, index))
 
 
 def rule_matches(rule: Rule, index: TextIndex) -> bool:
@@ -49,7 +58,8 @@ def rule_matches(rule: Rule, index: TextIndex) -> bool:
 def _also_live(terms: TermSet, index: TextIndex, rule: Rule, main: re.Match) -> bool:
     for m in iter_matches(terms, index):
         inside = main.start() <= m.start() and m.end() <= main.end()
-        if inside or not (rule.negatable and not_now(index.text, m.start(), m.end())):
+        if inside or not (rule.negatable and not_now(index.text, m.start(), m.end(),
+                                                     _CONTEXT_NEGATION_WORDS)):
             return True
     return False
 
@@ -58,6 +68,9 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
                 subject: str) -> list[RuleHit]:
     """Hits of every rule on the (normalised) text, then on the subject.
 
+    A negatable (emergency) rule that matches the subject does not count when the text
+    names the same sign only as negated, past or hypothetical: the text tells the whole
+    story ("Subject: bleeding question" / "I bled a lot with my first baby").
     A rule that matches the subject but not the text counts ``subject_factor``
     of its weight (``emergency_subject_factor`` for emergency rules); when no
     rule matches the text at all, subject hits count in full.
@@ -71,6 +84,8 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
     for rule in rules:
         if rule.id in matched or not rule.subject or not rule_matches(rule, subject_index):
             continue
+        if rule.negatable and _mentioned(rule, text_index):
+            continue  # the text tells the subject's sign in full: negated, past or "what if"
         factor = 1.0 if not matched else (
             settings.emergency_subject_factor if rule.category == EMERGENCY
             else settings.subject_factor)

@@ -16,8 +16,18 @@ import re
 # Clause boundaries: a negation or history marker never reaches across them.
 _BOUNDARY = re.compile(
     r"[.!?;:,()\[\]\"]|(?<!\w)(?:but|and|pero|y|however|although|though|except|until|"
-    r"aunque|excepto|hasta|now|ahora|then|luego|since|desde|because|porque|so|"
+    r"aunque|excepto|hasta|now|ahora|then|luego|since|desde|because|porque|"
     r"this time|esta vez|today|hoy|tonight|currently|ahorita)(?!\w)")
+# The same without brackets: "I had a TIA (mini stroke) in 2015" is one clause of history.
+_HISTORY_CLAUSE = re.compile(
+    r"[.!?;:,\"]|(?<!\w)(?:but|and|pero|y|however|although|though|except|until|"
+    r"aunque|excepto|hasta|now|ahora|then|luego|since|desde|because|porque|"
+    r"this time|esta vez|today|hoy|tonight|currently|ahorita)(?!\w)")
+# A scene set at the start of a sentence ("With my first, my water broke at 38 weeks")
+# reaches past commas, up to the end of the sentence or a turn to the present.
+_HISTORY_SCENE_SCOPE = re.compile(
+    r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|this time|esta vez|today|hoy|"
+    r"tonight|currently|right now|and|y)(?!\w)")
 # Sentence boundaries: a hypothetical ("what if ...") reaches to the end of its sentence.
 _SENTENCE = re.compile(
     r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|right now|this time|esta vez|"
@@ -38,24 +48,33 @@ _RESOLVED_AFTER = re.compile(
     r"(?:stopped|went away|gone away|is gone|are gone|resolved|cleared up|"
     r"ya paro|se detuvo|se quito|ya se fue|ya paso)(?!\w)")
 _NEG_AFTER_GUARD = re.compile(r"(?<!\w)(?:not|no|never|hasnt|havent|hadnt|didnt|wont|isnt)(?!\w)")
-# A past episode, told as history: in the same clause as the finding.
-_HISTORY = re.compile(
-    r"(?<!\w)(?:with|in|during|after|for) my (?:first|last|previous|prior|other|older|"
-    r"second|1st|2nd|earlier|past|eldest|oldest)(?!\w)"
+# A past episode set as a scene: "with my first (baby)", "in my last pregnancy", "con mi
+# primer bebé", "the last time", "I went to the ER ...". But "16 weeks with my first" is now.
+_HISTORY_SCENE = re.compile(
+    r"(?<!\w)(?<!weeks )(?<!wks )(?<!pregnant )(?<!along )(?:with|in|during|after|for) my "
+    r"(?:first|last|previous|prior|other|older|1st|earlier|past|eldest|oldest)(?!\w)"
     r"|(?<!\w)(?:last|previous|prior|first|other|past|earlier|older) (?:pregnanc\w*|"
-    r"deliver\w*|births?|babys?|labou?rs?|c sections?|child|son|daughter)(?!\w)"
-    r"|(?<!\w)(?:years? ago|a year ago|last year|in the past|history of|hx of|used to|"
-    r"family history|runs in my family|last time|the last time|la ultima vez|always do|"
+    r"deliver\w*|births?|babys?|labou?rs?|c sections?|child|son|daughter|surgery)(?!\w)"
+    r"|(?<!\w)(?:last time|the last time|la ultima vez|when i was pregnant with|"
+    r"when i had my (?:son|daughter|first|other|older)|"
+    r"(?:went|been|was|were) (?:to|in|at) (?:the )?(?:er|emergency room|urgent care|hospital|l ?d)|"
+    r"fui a (?:la )?(?:sala de )?emergencia\w*|estuve en (?:el hospital|emergencias?)|"
+    r"me llevaron al hospital|"
+    r"con mi (?:primer|primera|otro|otra|ultimo|ultima|anterior)|"
+    r"en mi (?:primer|primera|otro|otra|ultimo|ultima) (?:parto|embarazo|bebe|hij[oa]|cirugia)|"
+    r"embarazo anterior|parto anterior|sa (?:una|panganay|dati) ko|noong (?:una|nakaraan))(?!\w)")
+# A past (or future) time in the same clause: "years ago", "in 2019", "next pregnancy",
+# "my mom had", "history". Not "last week": "fever after my cesarean last week" is now.
+_HISTORY_TIME = re.compile(
+    r"(?<!\w)(?:years? ago|a year ago|last year|in the past|history|historia|historial|"
+    r"antecedentes|hx of|used to|runs in my family|always do|"
     r"as a (?:kid|child|teen|teenager)|since i was a (?:kid|child)|"
     r"my (?:mom|mother|dad|father|sister|aunt|grandma|grandmother|cousin|friend) (?:had|got)|"
-    r"(?:in|back in) (?:19|20)\d\d|in (?:january|february|march|april|may|june|july|august|"
-    r"september|october|november|december)|when i was pregnant with|when i had my (?:son|daughter|first|"
-    r"other|older)|"
-    r"con mi (?:primer|primera|otro|otra|ultimo|ultima|anterior)|"
-    r"en mi (?:primer|primera|otro|otra|ultimo|ultima) (?:parto|embarazo|bebe|hij[oa])|"
-    r"embarazo anterior|parto anterior|hace (?:\d+|un|una|dos|tres|cuatro|cinco|varios) "
-    r"(?:anos|ano)|el ano pasado|"
-    r"sa (?:una|panganay|dati) ko|noong (?:una|nakaraan))(?!\w)")
+    r"(?:in|back in|en) (?:19|20)\d\d|(?:in|en) (?:january|february|march|april|may|june|july|"
+    r"august|september|october|november|december|enero|febrero|marzo|abril|mayo|junio|julio|"
+    r"agosto|septiembre|octubre|noviembre|diciembre)|"
+    r"next (?:pregnancy|baby|time)|future pregnanc\w*|(?:proximo|siguiente) embarazo|"
+    r"hace (?:\d+|un|una|dos|tres|cuatro|cinco|varios) (?:anos|ano)|el ano pasado)(?!\w)")
 # "what should I do if ...", "what if", "que hago si ...": asking about the future.
 _HYPOTHETICAL = re.compile(
     r"(?<!\w)(?:what if|what (?:should|do|would|can) i do if|what to do if|what happens if|"
@@ -65,6 +84,9 @@ _HYPOTHETICAL = re.compile(
     r"what are the (?:signs|symptoms)|what (?:signs|symptoms)|signs to watch|"
     r"watch (?:out )?for|look out for|can cause|may cause|could cause|might cause|"
     r"risk of|side effects?|they said|they told us|i read|i heard|puede causar|"
+    r"if im ever|if i am ever|hypothetical\w*|asked (?:her|me|him|us) (?:directly )?if|"
+    r"me preguntaron si|questionnaire|cuando (?:se debe|debo|tengo que|hay que) ir|"
+    r"es para saber|"
     r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
     r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"
     r"become|becomes|turn|turns)|"
@@ -93,10 +115,11 @@ def _clause_after(text: str, end: int, boundary: re.Pattern) -> str:
     return after[:m.start()] if m else after
 
 
-def is_negated(text: str, start: int, end: int) -> bool:
-    """True if the match text[start:end] is negated or said to be resolved."""
+def is_negated(text: str, start: int, end: int, words: int = _WINDOW_WORDS) -> bool:
+    """True if the match text[start:end] is negated (within *words* words before it)
+    or said to be resolved."""
     before = _clause_before(text, start, _BOUNDARY)
-    window = " ".join(before.split()[-_WINDOW_WORDS:])
+    window = " ".join(before.split()[-words:])
     if _DOUBT.search(window):
         return False
     if _NEG_BEFORE.search(window):
@@ -107,9 +130,13 @@ def is_negated(text: str, start: int, end: int) -> bool:
 
 
 def is_history(text: str, start: int, end: int) -> bool:
-    """True if the clause of the match tells a past episode ("with my first baby")."""
-    clause = _clause_before(text, start, _BOUNDARY) + " " + _clause_after(text, end, _BOUNDARY)
-    return bool(_HISTORY.search(clause))
+    """True if the match is told as a past episode ("with my first baby", "in 2019")."""
+    after = _clause_after(text, end, _HISTORY_CLAUSE)
+    clause = _clause_before(text, start, _HISTORY_CLAUSE) + " " + after
+    if _HISTORY_TIME.search(clause):
+        return True
+    scene = _clause_before(text, start, _HISTORY_SCENE_SCOPE) + " " + after
+    return bool(_HISTORY_SCENE.search(scene))
 
 
 def is_hypothetical(text: str, start: int, end: int) -> bool:
@@ -121,7 +148,16 @@ def is_hypothetical(text: str, start: int, end: int) -> bool:
     return False
 
 
-def not_now(text: str, start: int, end: int) -> bool:
-    """True when a matched sign is negated, over, past history or hypothetical."""
-    return (is_negated(text, start, end) or is_history(text, start, end)
+def gap_negated(match: re.Match) -> bool:
+    """True if a word filling a phrase's "..." gap is a negation ("water not broken")."""
+    return any(g and _NEG_BEFORE.search(g) for g in match.groups())
+
+
+def not_now(text: str, start: int, end: int, negation_words: int = _WINDOW_WORDS) -> bool:
+    """True when a matched sign is negated, over, past history or hypothetical.
+
+    Context words (a situation, a second sign) pass a short *negation_words*: "I'm not
+    pregnant" negates, but in "no me siento bien desde la operacion" the "no" is about
+    feeling well, not about the operation."""
+    return (is_negated(text, start, end, negation_words) or is_history(text, start, end)
             or is_hypothetical(text, start, end))

@@ -37,9 +37,8 @@ def _live_match(terms: TermSet, index: TextIndex, negatable: bool,
 
 
 def _mentioned(rule: Rule, index: TextIndex) -> bool:
-    """True if the rule's sign is named in the text at all (live or not)."""
-    return any(not _in_except(rule, index, m.start(), m.end())
-               for m in iter_matches(rule.terms, index))
+    """True if the rule's words appear in the text at all (live, discounted or excepted)."""
+    return any(True for _ in iter_matches(rule.terms, index))
 
 
 def rule_matches(rule: Rule, index: TextIndex) -> bool:
@@ -85,7 +84,8 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
         if rule.id in matched or not rule.subject or not rule_matches(rule, subject_index):
             continue
         if rule.negatable and _mentioned(rule, text_index):
-            continue  # the text tells the subject's sign in full: negated, past or "what if"
+            continue  # the text tells the subject's words in full: negated, past, "what if",
+            # or in another sense ("Subject: water broke" / "our water heater broke")
         factor = 1.0 if not matched else (
             settings.emergency_subject_factor if rule.category == EMERGENCY
             else settings.subject_factor)

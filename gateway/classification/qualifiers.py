@@ -41,7 +41,8 @@ _NEG_BEFORE = re.compile(
 _DOUBT = re.compile(
     r"(?<!\w)(?:not sure|dont know|do not know|no idea|not certain|unsure|cant tell|"
     r"not only|no se si|no estoy segur[ao]|no sabia|no se que|no matter|or not|"
-    r"wondering|wonder|check if|checking if|see if|hindi ko alam)(?!\w)")
+    r"wondering|wonder|check if|checking if|see if|hindi ko alam|didnt know|did not know|"
+    r"dont remember|didnt realize|no sabia|no conocia|no recuerdo)(?!\w)")
 # After the finding: "the bleeding has stopped", "el sangrado ya paro".
 _RESOLVED_AFTER = re.compile(
     r"^\W*(?:\w+\W+){0,3}?(?:has |have |had |is |are |finally |already )?"
@@ -131,12 +132,14 @@ def is_negated(text: str, start: int, end: int, words: int = _WINDOW_WORDS) -> b
 
 def is_history(text: str, start: int, end: int) -> bool:
     """True if the match is told as a past episode ("with my first baby", "in 2019")."""
-    after = _clause_after(text, end, _HISTORY_CLAUSE)
-    clause = _clause_before(text, start, _HISTORY_CLAUSE) + " " + after
-    if _HISTORY_TIME.search(clause):
+    # Search the text itself (not a copy of the clause) so look-behinds such as
+    # "(?<!weeks )with my first" see the words before the clause.
+    after = end + len(_clause_after(text, end, _HISTORY_CLAUSE))
+    clause = start - len(_clause_before(text, start, _HISTORY_CLAUSE))
+    if _HISTORY_TIME.search(text, clause, after):
         return True
-    scene = _clause_before(text, start, _HISTORY_SCENE_SCOPE) + " " + after
-    return bool(_HISTORY_SCENE.search(scene))
+    scene = start - len(_clause_before(text, start, _HISTORY_SCENE_SCOPE))
+    return bool(_HISTORY_SCENE.search(text, scene, after))
 
 
 def is_hypothetical(text: str, start: int, end: int) -> bool:

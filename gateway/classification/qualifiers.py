@@ -27,7 +27,7 @@ _HISTORY_CLAUSE = re.compile(
 # reaches past commas, up to the end of the sentence or a turn to the present.
 _HISTORY_SCENE_SCOPE = re.compile(
     r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|this time|esta vez|today|hoy|"
-    r"tonight|currently|right now|and|y)(?!\w)")
+    r"tonight|currently|right now)(?!\w)")
 # Sentence boundaries: a hypothetical ("what if ...") reaches to the end of its sentence.
 _SENTENCE = re.compile(
     r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|right now|this time|esta vez|"
@@ -88,6 +88,9 @@ _HYPOTHETICAL = re.compile(
     r"if im ever|if i am ever|hypothetical\w*|asked (?:her|me|him|us) (?:directly )?if|"
     r"me preguntaron si|questionnaire|cuando (?:se debe|debo|tengo que|hay que) ir|"
     r"es para saber|"
+    # someone else's story: "my friend said she didn't realize she was in labor"
+    r"my (?:friend|coworker|co worker|neighbor|cousin|sister in law)|a friend|"
+    r"mi (?:amiga|amigo|vecina|companera|prima|cunada)|una amiga|"
     r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
     r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"
     r"become|becomes|turn|turns)|"

@@ -205,3 +205,13 @@ def test_shipped_patterns_have_no_nested_quantifiers():
                     if _nested_repeat(sre_parse.parse(pattern)):
                         bad.append((path.name, table.get("id"), pattern))
     assert not bad, bad
+
+
+def test_clinical_md_names_every_emergency_rule_and_no_stale_one(clf):
+    """rules/CLINICAL.md traces each emergency rule to its source: keep the two in step."""
+    import re
+    doc = (ROOT / "rules" / "CLINICAL.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(emergency-[a-z0-9-]+)`", doc))
+    shipped = {r.id for r in clf.rules if r.category == "emergency"}
+    assert shipped - named == set(), "emergency rules without a clinical source in CLINICAL.md"
+    assert named - shipped == set(), "CLINICAL.md names rules that do not exist"

@@ -10,8 +10,12 @@ Held-out split (never used to write or tune rules): a message is held out when
 here and never printed.
 
 Usage:
-    .venv/bin/python bench/redflag_eval.py [--rules DIR] [--corpus PATH ...] [--list]
+    .venv/bin/python bench/redflag_eval.py [--rules DIR] [--corpus PATH ...] [--list] [--scaling]
 --list prints the (non-held-out) misses and false fires, for rule writers.
+--scaling times classify() on hostile texts (many negations, history and "what if" markers,
+negations inside phrase gaps, numbers) of 10 KB and 400 KB, min/median/max of three, each as
+a ratio to one normalize() pass over the same text: a ratio that stays flat as the text
+grows means the matcher stays linear.
 """
 from __future__ import annotations
 
@@ -20,7 +24,9 @@ import collections
 import hashlib
 import math
 import pathlib
+import statistics
 import sys
+import time
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -28,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.classification import CATEGORIES, Classifier, split_reply  # noqa: E402
 from gateway.classification.model import EMERGENCY  # noqa: E402
+from gateway.classification.text import normalize  # noqa: E402
 
 DEFAULT_CORPORA = [ROOT / "tests" / "data" / "corpus", ROOT / "tests" / "data" / "holdout",
                    ROOT / "tests" / "data" / "holdout2", ROOT / "tests" / "data" / "holdout3",
@@ -114,13 +121,46 @@ def line(name: str, r: dict) -> str:
             f"   false-fire {r['fp']:4d}/{r['neg']:<4d} {ffr:6.1%} [{fl:5.1%}-{fh:5.1%}]")
 
 
+HOSTILE = {
+    "negations": "no fever, no bleeding, not pregnant, ",
+    "history/what-if": "what if my water breaks with my first in 2019 ",
+    "gap negations": "baby not water not broken bleed heavy not bleeding ",
+    "numbers": "took 15 pills every 5 min 140/90 100.4 ",
+}
+
+
+def _best3(fn) -> list[float]:
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)
+
+
+def scaling(clf: Classifier) -> None:
+    print("hostile text: classify time / normalize time (min/median/max of 3)")
+    for name, unit in HOSTILE.items():
+        cells = []
+        for size in (10_000, 400_000):
+            text = (unit * (size // len(unit) + 1))[:size]
+            peer = statistics.median(_best3(lambda: normalize(text)))
+            ours = _best3(lambda: clf.classify(text, subject="x"))
+            cells.append(f"{size // 1000:4d} KB: " + "/".join(f"{t / peer:.0f}" for t in ours))
+        print(f"  {name:18} " + "   ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rules", type=pathlib.Path, default=ROOT / "rules")
     ap.add_argument("--corpus", type=pathlib.Path, action="append")
     ap.add_argument("--list", action="store_true", help="print misses and false fires")
+    ap.add_argument("--scaling", action="store_true", help="time hostile texts (linearity)")
     args = ap.parse_args(argv)
     clf = Classifier.load(args.rules)
+    if args.scaling:
+        scaling(clf)
+        return 0
     clf = Classifier([r for r in clf.rules if r.category == EMERGENCY], clf.settings)
     total = {"tp": 0, "pos": 0, "fp": 0, "neg": 0, "false_rules": collections.Counter()}
     for path in args.corpus or DEFAULT_CORPORA:

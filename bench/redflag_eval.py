@@ -7,7 +7,8 @@ Wilson intervals, per corpus and in total, plus which rule ids fired falsely.
 
 Held-out split (never used to write or tune rules): a message is held out when
 ``int(sha256(text.encode()).hexdigest(), 16) % 5 == 0``.  Those messages are skipped
-here and never printed.
+here and never printed; ``--heldout`` scores only them and prints counts only (for the
+final figures: do not tune rules on what it shows).
 
 Usage:
     .venv/bin/python bench/redflag_eval.py [--rules DIR] [--corpus PATH ...] [--list] [--scaling]
@@ -55,8 +56,9 @@ def _body(msg: dict) -> str:
     return split_reply(text)[0]
 
 
-def load(path: pathlib.Path) -> list[dict]:
-    """Labelled, non-held-out messages from a *.toml file or a directory of them."""
+def load(path: pathlib.Path, heldout: bool = False) -> list[dict]:
+    """Labelled messages from a *.toml file or a directory of them: the non-held-out
+    part, or only the held-out part when *heldout*."""
     paths = [path] if path.is_file() else sorted(path.glob("*.toml"))
     out = []
     for p in paths:
@@ -66,7 +68,7 @@ def load(path: pathlib.Path) -> list[dict]:
             if set(msg) - KEYS:
                 raise ValueError(f"{p}: message #{i}: unknown keys {sorted(set(msg) - KEYS)}")
             expected = msg.get("expected", msg.get("expect", default))
-            if expected not in CATEGORIES or held_out(msg["text"]):
+            if expected not in CATEGORIES or held_out(msg["text"]) != heldout:
                 continue
             out.append({"source": f"{p.name}#{i}", "expected": expected,
                         "kind": msg.get("kind", ""), "subject": msg.get("subject", ""),
@@ -156,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=pathlib.Path, action="append")
     ap.add_argument("--list", action="store_true", help="print misses and false fires")
     ap.add_argument("--scaling", action="store_true", help="time hostile texts (linearity)")
+    ap.add_argument("--heldout", action="store_true",
+                    help="score only the held-out split (counts only, never messages)")
     args = ap.parse_args(argv)
+    if args.heldout and args.list:
+        ap.error("--list is refused with --heldout: held-out messages are never shown")
     clf = Classifier.load(args.rules)
     if args.scaling:
         scaling(clf)
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.corpus or DEFAULT_CORPORA:
         if not path.exists():
             continue
-        msgs = load(path)
+        msgs = load(path, args.heldout)
         if not msgs:
             continue
         r = score(clf, msgs)
@@ -179,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             for m, ids in r["false"]:
                 print(f"   FALSE {m['source']} ({m['expected']}) {ids}: "
                       f"{' '.join(m['body'].split())[:160]}")
-    print(line("TOTAL (not held out)", total))
+    print(line("TOTAL (held out)" if args.heldout else "TOTAL (not held out)", total))
     if total["false_rules"]:
         print("false fires by rule: " + ", ".join(
             f"{k}={v}" for k, v in total["false_rules"].most_common()))

@@ -215,3 +215,17 @@ def test_clinical_md_names_every_emergency_rule_and_no_stale_one(clf):
     shipped = {r.id for r in clf.rules if r.category == "emergency"}
     assert shipped - named == set(), "emergency rules without a clinical source in CLINICAL.md"
     assert named - shipped == set(), "CLINICAL.md names rules that do not exist"
+
+
+@pytest.mark.parametrize("text,subject,expected", [
+    ("Our water heater broke, can I move my visit to Friday?", "water broke", False),
+    ("Please call me.", "water broke!!", True),
+    ("My water is not broken, baby moving fine, just a question about my birth plan. 39 weeks.",
+     "", False),
+    ("The incision is a little pink but no swelling, no drainage. 1 week after my c-section.",
+     "", False),
+    ("My water has broken, 37 weeks.", "", True),
+])
+def test_subject_and_gap_negation(clf, text, subject, expected):
+    r = clf.classify(text, subject=subject)
+    assert (r.category == "emergency") is expected, r.explain()

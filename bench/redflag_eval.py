@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   FALSE {m['source']} ({m['expected']}) {ids}: "
                       f"{' '.join(m['body'].split())[:160]}")
     print(line("TOTAL (held out)" if args.heldout else "TOTAL (not held out)", total))
-    if total["false_rules"]:
+    if total["false_rules"] and not args.heldout:
         print("false fires by rule: " + ", ".join(
             f"{k}={v}" for k, v in total["false_rules"].most_common()))
     return 0

@@ -74,6 +74,13 @@ def test_current_sign_is_not_discounted(text, phrase):
     "Our water heater broke so I can't make my 2pm tomorrow, can I come Friday?",
     "Can ibuprofen hurt the baby? I'm 20 weeks.",
     "I read the insert: it can cause blood clots and chest pain. I feel fine.",
+    # figurative or everyday wording that looks like a red flag
+    "My mom would kill me if she knew I was pregnant. When is my next appointment?",
+    "I'm driving into the city for my ultrasound, where do I park?",
+    "Me corté el pelo y ahora me tocó la cita del viernes, ¿puedo cambiarla?",
+    "My breasts are droopy after nursing, is that normal?",
+    "I accidentally took 2 prenatal vitamins today, is that an overdose? 13 weeks.",
+    "My friend said she didn't realize she was in labor. How will I know? I'm 30 weeks.",
 ])
 def test_near_misses_do_not_fire(clf, text):
     r = clf.classify(text)

@@ -55,12 +55,16 @@ def rule_matches(rule: Rule, index: TextIndex) -> bool:
 
 
 def _also_live(terms: TermSet, index: TextIndex, rule: Rule, main: re.Match) -> bool:
-    for m in iter_matches(terms, index):
-        inside = main.start() <= m.start() and m.end() <= main.end()
-        if inside or not (rule.negatable and not_now(index.text, m.start(), m.end(),
-                                                     _CONTEXT_NEGATION_WORDS)):
-            return True
-    return False
+    # Many rules share one situation ("pregnancy"): its matches are found once per text.
+    key = (id(terms), rule.negatable)
+    spans = index.memo.get(key)
+    if spans is None:
+        spans = index.memo[key] = [
+            (m.start(), m.end(), rule.negatable and not_now(
+                index.text, m.start(), m.end(), _CONTEXT_NEGATION_WORDS))
+            for m in iter_matches(terms, index)]
+    return any(not discounted or (main.start() <= start and end <= main.end())
+               for start, end, discounted in spans)
 
 
 def score_rules(rules: list[Rule], settings: Settings, text: str,

@@ -46,7 +46,8 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
                                 rule.id)
             seen[rule.id] = name
             rules.append(rule)
-    rules = [_with_situation(rule, situations) for rule in rules]
+    shared: dict = {}
+    rules = [_with_situation(rule, situations, shared) for rule in rules]
     if not rules:
         raise RuleError(str(rules_dir), "no rules found (expected *.toml files with [[rule]])")
     settings = Settings(**overrides)
@@ -107,16 +108,19 @@ def _situation_tables(name: str, tables, already: dict) -> dict:
     return out
 
 
-def _with_situation(rule: Rule, situations: dict) -> Rule:
+def _with_situation(rule: Rule, situations: dict, shared: dict) -> Rule:
     if not rule.situation_names:
         return rule
+    if rule.situation_names in shared:  # one TermSet per list of names: matched once per text
+        return dataclasses.replace(rule, situation=shared[rule.situation_names])
     terms = []
     for key in rule.situation_names:
         if key not in situations:
             known = ", ".join(sorted(situations)) or "none defined"
             raise RuleError(rule.source, f"unknown situation {key!r} (known: {known})", rule.id)
         terms.extend(situations[key][1].terms)
-    return dataclasses.replace(rule, situation=TermSet(terms))
+    shared[rule.situation_names] = TermSet(terms)
+    return dataclasses.replace(rule, situation=shared[rule.situation_names])
 
 
 def _context_table(name: str, table, already: dict) -> dict:

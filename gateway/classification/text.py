@@ -159,7 +159,7 @@ def _split_leading_alternatives(body: str) -> tuple[list[str], str] | None:
 class TextIndex:
     """A normalised text plus the set of its words, to skip phrases quickly."""
 
-    __slots__ = ("text", "words", "_sorted", "_stems", "_heads")
+    __slots__ = ("text", "words", "_sorted", "_stems", "_heads", "memo")
 
     def __init__(self, text: str):
         self.text = text
@@ -167,6 +167,7 @@ class TextIndex:
         self._sorted: list[str] | None = None
         self._stems: dict[str, bool] = {}
         self._heads = frozenset(w[:3] for w in self.words)
+        self.memo: dict = {}  # per-text results the matcher reuses across rules
 
     def has_stem(self, stem: str) -> bool:
         if len(stem) >= 3 and stem[:3] not in self._heads:

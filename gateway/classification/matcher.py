@@ -1,59 +1,20 @@
-"""Matching rules against text: negation, scoring and the final decision."""
+"""Matching rules against text: live matches, scoring and the final decision."""
 from __future__ import annotations
 
 import re
 
-from .text import TermSet, TextIndex, iter_matches
+from .qualifiers import gap_negated, not_now
+from .text import TermSet, TextIndex, iter_matches, iter_term_matches
 from .model import CATEGORIES, EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
-# Clause boundaries: a negation never reaches across them.
-_BOUNDARY = re.compile(
-    r"[.!?;:,()\[\]\"]|(?<!\w)(?:but|and|pero|y|however|although|though|except|until|"
-    r"aunque|excepto|hasta|now|ahora|then|luego|since|desde|because|porque)(?!\w)")
-# Words that negate what follows them within the same clause (normalised: no apostrophes).
-_NEG_BEFORE = re.compile(
-    r"(?<!\w)(?:no|not|dont|doesnt|didnt|isnt|arent|wasnt|werent|havent|hasnt|hadnt|"
-    r"wont|never|without|denies|deny|denied|nor|neither|negative|free of|"
-    r"sin|nunca|ni|tampoco|nada de|ningun|ninguna)(?!\w)")
-# Phrases that look like negations but express doubt: they keep the finding alive.
-_PSEUDO_NEG = re.compile(
-    r"(?<!\w)(?:not sure|dont know|do not know|no idea|not certain|unsure|cant tell|"
-    r"not only|no se si|no estoy segur[ao]|no sabia|no se que|no matter|or not|"
-    r"wondering|wonder)(?!\w)")
-# After the finding: "the bleeding has stopped", "el sangrado ya paro".
-_RESOLVED_AFTER = re.compile(
-    r"^\W*(?:\w+\W+){0,3}?(?:has |have |had |is |are |finally |already )?"
-    r"(?:stopped|went away|gone away|is gone|are gone|resolved|cleared up|"
-    r"ya paro|se detuvo|se quito|ya se fue|ya paso)(?!\w)")
-_NEG_AFTER_GUARD = re.compile(r"(?<!\w)(?:not|no|never|hasnt|havent|hadnt|didnt|wont|isnt)(?!\w)")
-_WINDOW_WORDS = 5
+# A negation reaches a context word (situation, second sign) only from close by.
+_CONTEXT_NEGATION_WORDS = 3
 _SUBJECT_PREFIX = re.compile(r"^\s*+(?:(?:re|fw|fwd|rv|tr|aw|wg)\s*+(?:\[\d+\]\s*+)?:\s*+)+",
                              re.IGNORECASE)
 
 
 def strip_subject_prefixes(subject: str) -> str:
     return _SUBJECT_PREFIX.sub("", subject or "")
-
-
-def is_negated(text: str, start: int, end: int) -> bool:
-    """True if the match text[start:end] is negated or said to be resolved."""
-    before = text[max(0, start - 80):start]
-    cut = None
-    for cut in _BOUNDARY.finditer(before):
-        pass
-    if cut is not None:
-        before = before[cut.end():]
-    window = " ".join(before.split()[-_WINDOW_WORDS:])
-    if _PSEUDO_NEG.search(window):
-        return False
-    if _NEG_BEFORE.search(window):
-        return True
-    after = text[end:end + 60]
-    boundary = _BOUNDARY.search(after)
-    if boundary:
-        after = after[:boundary.start()]
-    resolved = _RESOLVED_AFTER.search(after)
-    return bool(resolved) and not _NEG_AFTER_GUARD.search(after[:resolved.end()])
 
 
 def _in_except(rule: Rule, index: TextIndex, start: int, end: int) -> bool:
@@ -65,34 +26,54 @@ def _in_except(rule: Rule, index: TextIndex, start: int, end: int) -> bool:
 
 def _live_match(terms: TermSet, index: TextIndex, negatable: bool,
                 rule: Rule | None = None) -> re.Match | None:
-    for m in iter_matches(terms, index):
+    for term, m in iter_term_matches(terms, index):
         if rule is not None and _in_except(rule, index, m.start(), m.end()):
             continue
-        if negatable and is_negated(index.text, m.start(), m.end()):
+        if negatable and (not_now(index.text, m.start(), m.end())
+                          or (term.gaps and gap_negated(m))):
             continue
         return m
     return None
 
 
+def _mentioned(rule: Rule, index: TextIndex) -> bool:
+    """True if the rule's words appear in the text at all (live, discounted or excepted)."""
+    return any(True for _ in iter_matches(rule.terms, index))
+
+
 def rule_matches(rule: Rule, index: TextIndex) -> bool:
+    """The rule's phrase matches, live (not negated, past or hypothetical when the rule
+    is negatable), and so do one of its ``requires`` and one of its ``situation`` terms."""
     if not index.text:
         return False
     main = _live_match(rule.terms, index, rule.negatable, rule)
     if main is None:
         return False
-    if rule.requires is None:
-        return True
-    for m in iter_matches(rule.requires, index):
-        inside = main.start() <= m.start() and m.end() <= main.end()
-        if inside or not (rule.negatable and is_negated(index.text, m.start(), m.end())):
-            return True
-    return False
+    if rule.requires is not None and not _also_live(rule.requires, index, rule, main):
+        return False
+    return rule.situation is None or _also_live(rule.situation, index, rule, main)
+
+
+def _also_live(terms: TermSet, index: TextIndex, rule: Rule, main: re.Match) -> bool:
+    # Many rules share one situation ("pregnancy"): its matches are found once per text.
+    key = (id(terms), rule.negatable)
+    spans = index.memo.get(key)
+    if spans is None:
+        spans = index.memo[key] = [
+            (m.start(), m.end(), rule.negatable and not_now(
+                index.text, m.start(), m.end(), _CONTEXT_NEGATION_WORDS))
+            for m in iter_matches(terms, index)]
+    return any(not discounted or (main.start() <= start and end <= main.end())
+               for start, end, discounted in spans)
 
 
 def score_rules(rules: list[Rule], settings: Settings, text: str,
                 subject: str) -> list[RuleHit]:
     """Hits of every rule on the (normalised) text, then on the subject.
 
+    A negatable (emergency) rule that matches the subject does not count when the text
+    names the same sign only as negated, past or hypothetical: the text tells the whole
+    story ("Subject: bleeding question" / "I bled a lot with my first baby").
     A rule that matches the subject but not the text counts ``subject_factor``
     of its weight (``emergency_subject_factor`` for emergency rules); when no
     rule matches the text at all, subject hits count in full.
@@ -106,6 +87,9 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
     for rule in rules:
         if rule.id in matched or not rule.subject or not rule_matches(rule, subject_index):
             continue
+        if rule.negatable and _mentioned(rule, text_index):
+            continue  # the text tells the subject's words in full: negated, past, "what if",
+            # or in another sense ("Subject: water broke" / "our water heater broke")
         factor = 1.0 if not matched else (
             settings.emergency_subject_factor if rule.category == EMERGENCY
             else settings.subject_factor)

@@ -71,6 +71,8 @@ class Rule:
     terms: object  # text.TermSet: compiled phrases and patterns
     requires: object | None = None  # text.TermSet
     excepts: object | None = None  # text.TermSet
+    situation: object | None = None  # text.TermSet: any of the named situations
+    situation_names: tuple = ()
     negatable: bool = True
     subject: bool = True
 

@@ -10,9 +10,10 @@ from .model import CATEGORIES, Rule, RuleError, Settings
 from .text import Term, TermSet, pattern_terms, phrase_term
 
 RULE_KEYS = {"id", "category", "weight", "reason", "phrases", "patterns",
-             "requires", "requires_patterns", "except", "negatable", "subject"}
+             "requires", "requires_patterns", "except", "negatable", "subject", "situation"}
+SITUATION_KEYS = {"description", "phrases", "patterns"}
 REQUIRED_KEYS = ("id", "category", "weight", "reason")
-TOP_KEYS = {"rule", "settings", "context"}
+TOP_KEYS = {"rule", "settings", "context", "situation"}
 SETTING_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"context"}
 ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_WEIGHT = 100.0
@@ -28,13 +29,15 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
     seen: dict[str, str] = {}
     overrides: dict = {}
     context: dict = {}
+    situations: dict = {}
     for path in files:
         data = _read_toml(path)
         name = str(path)
         unknown = set(data) - TOP_KEYS
         if unknown:
             raise RuleError(name, f"unknown top-level key(s): {', '.join(sorted(unknown))} "
-                            "(expected [[rule]], [settings], [context])")
+                            "(expected [[rule]], [settings], [context], [situation.NAME])")
+        situations.update(_situation_tables(name, data.get("situation", {}), situations))
         overrides.update(_settings_table(name, data.get("settings", {}), overrides))
         context.update(_context_table(name, data.get("context", {}), context))
         for rule in _rule_tables(name, data.get("rule", [])):
@@ -43,6 +46,8 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
                                 rule.id)
             seen[rule.id] = name
             rules.append(rule)
+    shared: dict = {}
+    rules = [_with_situation(rule, situations, shared) for rule in rules]
     if not rules:
         raise RuleError(str(rules_dir), "no rules found (expected *.toml files with [[rule]])")
     settings = Settings(**overrides)
@@ -75,6 +80,47 @@ def _settings_table(name: str, table, already: dict) -> dict:
             raise RuleError(name, f"[settings]: {key!r} must be a number >= 0")
         out[key] = float(value)
     return out
+
+
+def _situation_tables(name: str, tables, already: dict) -> dict:
+    """``[situation.pregnancy]`` tables: named lists of phrases/patterns rules can require."""
+    if not isinstance(tables, dict):
+        raise RuleError(name, "[situation.NAME] must be tables")
+    out = {}
+    for key, table in tables.items():
+        label = f"[situation.{key}]"
+
+        def fail(msg: str, label=label):
+            raise RuleError(name, f"{label}: {msg}")
+
+        if key in already:
+            fail("is defined in more than one file")
+        if not ID_RE.match(key) or not isinstance(table, dict):
+            fail("must be a table named in lower-case kebab-case")
+        unknown = set(table) - SITUATION_KEYS
+        if unknown:
+            fail(f"unknown field(s): {', '.join(sorted(unknown))} "
+                 f"(known: {', '.join(sorted(SITUATION_KEYS))})")
+        terms = _compile_terms(table, ("phrases", "patterns"), fail)
+        if terms is None:
+            fail("needs at least one entry in 'phrases' or 'patterns'")
+        out[key] = (name, terms)
+    return out
+
+
+def _with_situation(rule: Rule, situations: dict, shared: dict) -> Rule:
+    if not rule.situation_names:
+        return rule
+    if rule.situation_names in shared:  # one TermSet per list of names: matched once per text
+        return dataclasses.replace(rule, situation=shared[rule.situation_names])
+    terms = []
+    for key in rule.situation_names:
+        if key not in situations:
+            known = ", ".join(sorted(situations)) or "none defined"
+            raise RuleError(rule.source, f"unknown situation {key!r} (known: {known})", rule.id)
+        terms.extend(situations[key][1].terms)
+    shared[rule.situation_names] = TermSet(terms)
+    return dataclasses.replace(rule, situation=shared[rule.situation_names])
 
 
 def _context_table(name: str, table, already: dict) -> dict:
@@ -123,6 +169,11 @@ def _build_rule(name: str, index: int, table) -> Rule:
     for key in ("negatable", "subject"):
         if key in table and not isinstance(table[key], bool):
             fail(f"{key!r} must be true or false")
+    situation = table.get("situation", [])
+    if isinstance(situation, str):
+        situation = [situation]
+    if not isinstance(situation, list) or not all(isinstance(x, str) for x in situation):
+        fail("'situation' must be a name or a list of names of [situation.NAME] tables")
     matcher = _compile_terms(table, ("phrases", "patterns"), fail)
     if matcher is None:
         fail("needs at least one entry in 'phrases' or 'patterns'")
@@ -132,7 +183,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         requires=_compile_terms(table, ("requires", "requires_patterns"), fail),
         excepts=_compile_terms(table, ("except",), fail),
         negatable=table.get("negatable", table["category"] == "emergency"),
-        subject=table.get("subject", True),
+        subject=table.get("subject", True), situation_names=tuple(situation),
     )
 
 

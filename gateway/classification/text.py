@@ -19,8 +19,9 @@ _REPLACE = (("'", ""), ("’", ""), ("‘", ""), ("`", ""), ("´", ""), ("¿", "
 
 # Separator between the words of a phrase: spaces, hyphens or slashes.
 SEP = r"[\s\-/]+"
-# "..." in a phrase: up to three other words in between.
-GAP = SEP + r"(?:[\w']+" + SEP + r"){0,3}?"
+# "..." in a phrase: up to three other words in between (captured, so the matcher can see
+# a negation inside the gap: "water not broken", "incision looks fine no redness").
+GAP = SEP + r"((?:[\w']+" + SEP + r"){0,3}?)"
 _WORD = re.compile(r"^[\w']+\*?$")
 _WORDS = re.compile(r"\w+")
 
@@ -84,6 +85,7 @@ class Term:
     stem: bool = False   # first word is a stem (``bleed*``)
     bounded: bool = True  # the match must start at the beginning of a word
     also: tuple = ()      # other words the phrase needs: (word, is_stem) pairs
+    gaps: bool = False    # a phrase with "...": its groups are the words in the gaps
 
     def possible(self, index: "TextIndex") -> bool:
         """False when a word the phrase needs is missing from the text."""
@@ -99,7 +101,7 @@ def phrase_term(phrase: str) -> Term:
     also = tuple(dict.fromkeys((t.rstrip("*"), t.endswith("*")) for t in tokens[1:]
                                if t != "..."))
     return Term(re.compile(_phrase_regex(tokens)), first.rstrip("*"), first.endswith("*"),
-                True, also)
+                True, also, "..." in tokens)
 
 
 def pattern_terms(pattern: str) -> list[Term]:
@@ -157,7 +159,7 @@ def _split_leading_alternatives(body: str) -> tuple[list[str], str] | None:
 class TextIndex:
     """A normalised text plus the set of its words, to skip phrases quickly."""
 
-    __slots__ = ("text", "words", "_sorted", "_stems", "_heads")
+    __slots__ = ("text", "words", "_sorted", "_stems", "_heads", "memo")
 
     def __init__(self, text: str):
         self.text = text
@@ -165,6 +167,7 @@ class TextIndex:
         self._sorted: list[str] | None = None
         self._stems: dict[str, bool] = {}
         self._heads = frozenset(w[:3] for w in self.words)
+        self.memo: dict = {}  # per-text results the matcher reuses across rules
 
     def has_stem(self, stem: str) -> bool:
         if len(stem) >= 3 and stem[:3] not in self._heads:
@@ -208,6 +211,11 @@ class TermSet:
 
 def iter_matches(terms: TermSet, index: TextIndex) -> Iterator[re.Match]:
     """Every match of the terms in the indexed text, each starting at a word start."""
+    return (m for _term, m in iter_term_matches(terms, index))
+
+
+def iter_term_matches(terms: TermSet, index: TextIndex) -> Iterator[tuple[Term, re.Match]]:
+    """Like :func:`iter_matches`, with the term that matched."""
     text = index.text
     for term in terms.candidates(index):
         if term.also and not term.possible(index):
@@ -222,7 +230,7 @@ def iter_matches(terms: TermSet, index: TextIndex) -> Iterator[re.Match]:
                     and start < len(text) and _is_word_char(text[start]):
                 pos = start + 1
                 continue
-            yield m
+            yield term, m
             pos = m.end() if m.end() > start else start + 1
 
 

@@ -76,7 +76,7 @@ def envelope_error(arg: str) -> str | None:
     return ENVELOPE_SYNTAX
 
 
-_FIELD_NAME = re.compile(rb"[!-9;-~]+\Z")  # RFC 5322 ftext: printable ASCII but ':'
+_FIELD_NAME = re.compile(rb"[!-9;-~]+")  # RFC 5322 ftext: printable ASCII but ':'
 
 
 def header_block_error(raw: bytes) -> str | None:
@@ -93,7 +93,7 @@ def header_block_error(raw: bytes) -> str | None:
         if line[:1] in (b" ", b"\t"):
             continue  # a folded continuation
         name, colon, _ = line.partition(b":")
-        if not colon or not _FIELD_NAME.match(name):
+        if not colon or not _FIELD_NAME.fullmatch(name):
             return "header-field-syntax"
         froms += name.lower() == b"from"
     return None if froms == 1 else "header-from-count"

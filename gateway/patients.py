@@ -10,18 +10,42 @@ from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.addresses import normalize
-from gateway.models import Patient
+from gateway.models import Patient, address_index
 
 STATUSES = ("roster", "invited", "active", "suspended")
 COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
+
+
+class AddressTaken(Exception):
+    """The address already belongs to another patient (one address, one patient)."""
 
 
 def by_email(session: Session, address: str | None) -> Patient | None:
     norm = normalize(address) if address else None
     if not norm:
         return None
-    return session.scalars(select(Patient).where(Patient.email == norm)
-                           .order_by(Patient.id)).first()
+    index = address_index(norm)
+    return session.scalar(select(Patient).where(Patient.email_index == index))
+
+
+def set_email(session: Session, patient: Patient, address: str | None) -> None:
+    """Give `patient` this address (None: none); AddressTaken if another patient has it."""
+    index = address_index(address)
+    if index:
+        other = session.scalar(select(Patient.account_number).where(
+            Patient.email_index == index, Patient.id != patient.id))
+        if other is not None:
+            raise AddressTaken(f"the address belongs to patient {other} already")
+    patient.email = normalize(address) if address else None  # sets email_index too
+
+
+def fill_email_index(session: Session) -> int:
+    """Index addresses stored before the index existed (or under another index key)."""
+    rows = session.scalars(select(Patient).where(Patient.email.is_not(None),
+                                                 Patient.email_index.is_(None))).all()
+    for patient in rows:
+        patient.email_index = address_index(patient.email)
+    return len(rows)
 
 
 def by_account(session: Session, account: str) -> Patient | None:

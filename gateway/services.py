@@ -7,7 +7,7 @@ from typing import Callable
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import db
+from gateway import db, keys
 from gateway.addresses import Addresses
 from gateway.auth.resolver import Resolver
 from gateway.classification import Classifier
@@ -28,9 +28,13 @@ class Services:
 
     @classmethod
     def create(cls, cfg: Config, migrate: bool = True) -> "Services":
+        keys.install(cfg)  # every encrypted column uses these keys (gateway.crypto)
         engine = db.make_engine(cfg.database_url)
         if migrate:
             db.ensure_schema(engine)
+            from gateway.patients import fill_email_index
+            with db.transaction(db.session_factory(engine)) as session:
+                fill_email_index(session)
         return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
                    addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
                    notices=Notices(cfg.templates_dir),
@@ -48,6 +52,7 @@ class Services:
         """Reload rules and templates; on error the old ones stay and the error is raised."""
         classifier = Classifier.load(self.cfg.rules_dir)
         notices = Notices(self.cfg.templates_dir)
+        keys.install(self.cfg)  # a key added since start (keys rotate) becomes current
         self.classifier, self.notices = classifier, notices  # one swap, no half state
 
     def close(self) -> None:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from gateway.cli import (audit_cmd, commands, inspect_cmd, invite_cmd, outbox_cmd,
+from gateway.cli import (audit_cmd, commands, inspect_cmd, invite_cmd, keys_cmd, outbox_cmd,
                          patients_cmd, purge_cmd, quarantine_cmd, threads_cmd)
 from gateway.cli.common import CommandError
 
@@ -28,12 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "$PORTAL_GATEWAY_CONFIG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (commands, patients_cmd, invite_cmd, threads_cmd, outbox_cmd,
-                   audit_cmd, purge_cmd, quarantine_cmd, inspect_cmd):
+                   audit_cmd, purge_cmd, quarantine_cmd, inspect_cmd, keys_cmd):
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # database, Maildir, key and log files: owner only (0600, dirs 0700)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -86,6 +86,10 @@ class Keyring:
         except Exception:
             raise DecryptError(f"{aad}: value does not decrypt with key {kid}") from None
 
+    def mac_key(self, purpose: str) -> bytes:
+        """A key for one purpose (e.g. signing form values), derived from the first key."""
+        return _derive(self.keys[0], b"portal-gateway mac " + purpose.encode())
+
     def blind_index(self, normalized: str) -> str:
         return hmac.new(self.index_key, normalized.encode(), hashlib.sha256).hexdigest()
 

@@ -5,8 +5,11 @@
 checks everything (gateway.enrollment.enroll) and shows what happens next.  Pages are
 Jinja2 templates under ``templates/pages/`` (autoescaped), plain HTML without JavaScript.
 
-CSRF: a double-submit token: a random value in a ``SameSite=Strict; HttpOnly`` cookie and
-the same value in a hidden field; a POST whose two values differ is refused.
+CSRF: a signed double-submit token: a random nonce with an HMAC over it and the
+enrollment link (key derived from the encryption keys), in a ``SameSite=Strict; HttpOnly``
+cookie and in a hidden field; a POST whose two values differ, or whose value we did not
+sign for that link, is refused (so a value planted from elsewhere is worthless).  Posts are
+limited per client address (gateway.enrollment.ratelimit): more get ``429``.
 
 No token or password is ever logged: the access log records the path without the query,
 the form moves the token out of the URL, and responses say ``Referrer-Policy: no-referrer``
@@ -15,6 +18,7 @@ so the link does not leak to other sites.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import secrets
@@ -23,8 +27,10 @@ import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from gateway import crypto
 from gateway.clock import utcnow
 from gateway.enrollment import enroll as enrollment
+from gateway.enrollment.ratelimit import RateLimiter, client_address
 
 log = logging.getLogger("gateway.http")
 
@@ -42,6 +48,7 @@ SERVICES = web.AppKey("services", object)
 PAGES = web.AppKey("pages", jinja2.Environment)
 CLOCK = web.AppKey("clock", object)
 LISTENERS = web.AppKey("listeners", object)  # () -> {name: serving?}, set by serve
+LIMITER = web.AppKey("limiter", RateLimiter)  # posts per client address
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -86,9 +93,23 @@ def _render(request: web.Request, name: str, status: int = 200, **ctx) -> web.Re
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def _csrf_value(request: web.Request) -> str:
+def _csrf_sign(token: str, nonce: str) -> str:
+    key = crypto.ring().mac_key("enroll-csrf")
+    link = hashlib.sha256(token.encode()).hexdigest()
+    return f"{nonce}.{hmac.new(key, f'{nonce}|{link}'.encode(), hashlib.sha256).hexdigest()}"
+
+
+def csrf_ok(value: str, token: str) -> bool:
+    """Is `value` a CSRF value we signed for this enrollment link?"""
+    nonce = value.partition(".")[0]
+    if not (16 <= len(nonce) <= 64 and len(value) <= 200 and value.isascii()):
+        return False
+    return hmac.compare_digest(_csrf_sign(token, nonce).encode(), value.encode())
+
+
+def _csrf_value(request: web.Request, token: str) -> str:
     value = request.cookies.get(CSRF_COOKIE, "")
-    return value if 20 <= len(value) <= 100 and value.isascii() else secrets.token_urlsafe(32)
+    return value if csrf_ok(value, token) else _csrf_sign(token, secrets.token_urlsafe(24))
 
 
 def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.Response:
@@ -99,7 +120,7 @@ def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.
 
 
 def _form_page(request, token: str, status: int = 200, errors=None, account: str = ""):
-    csrf = _csrf_value(request)
+    csrf = _csrf_value(request, token)
     response = _render(request, "enroll", status, token=token, csrf=csrf,
                        errors=errors or {}, account=account, closed=None)
     return _with_csrf(request, response, csrf)
@@ -130,11 +151,18 @@ def _read_form(data) -> tuple[str, enrollment.Form]:
 
 
 async def post_enroll(request: web.Request) -> web.Response:
+    wait = request.app[LIMITER].allow(client_address(request))
+    if wait:
+        log.info("enrollment form refused: rate limit")
+        return web.Response(text="Too many tries from your network. Please wait "
+                            f"{int(wait // 60) + 1} minutes and try again, or call the office.",
+                            status=429, headers={"Retry-After": str(int(wait) + 1)})
     data = await request.post()
     token, form = _read_form(data)
     cookie, field = request.cookies.get(CSRF_COOKIE, ""), data.get("csrf", "")
     if not (cookie and isinstance(field, str) and hmac.compare_digest(cookie.encode(),
-                                                                      field.encode())):
+                                                                      field.encode())
+            and csrf_ok(cookie, token)):
         log.info("enrollment form refused: csrf check failed")
         return _form_page(request, token, 403, account=form.account, errors={
             "form": "This form could not be checked (it was open in another window, or "
@@ -171,6 +199,7 @@ async def security_headers(request: web.Request, handler):
 def make_app(services, clock=utcnow, listeners=None) -> web.Application:
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     app[SERVICES], app[PAGES], app[CLOCK] = services, page_env(services), clock
+    app[LIMITER] = RateLimiter()
     if listeners is not None:
         app[LISTENERS] = listeners
     app.router.add_get("/enroll", get_enroll)

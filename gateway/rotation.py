@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import LargeBinary, Text, func, select, type_coerce, update
+from sqlalchemy import LargeBinary, Text, bindparam, func, select, type_coerce, update
 
 from gateway import crypto
 from gateway.models import Base
@@ -58,16 +58,20 @@ def _batch(session, table, cols, after: int, size: int, current: str) -> tuple[i
     rows = session.execute(select(table.c.id, *[_raw(c).label(c.name) for c in cols])
                            .where(table.c.id > after).order_by(table.c.id).limit(size)).all()
     changed = 0
-    for row in rows:
-        for col in cols:
+    for col in cols:
+        params = []
+        for row in rows:
             old = getattr(row, col.name)
             new = _reseal(col, old, current)
-            if new is None:
-                continue
-            result = session.execute(update(table).where(table.c.id == row.id,
-                                                         _raw(col) == old)
-                                     .values({col.name: type_coerce(new, _raw(col).type)}))
-            changed += result.rowcount
+            if new is not None:
+                params.append({"_id": row.id, "_old": old, "_new": new})
+        if params:  # compare-and-set: a value changed since it was read stays for next pass
+            raw = _raw(col).type
+            session.execute(update(table).where(
+                table.c.id == bindparam("_id"),
+                _raw(col) == bindparam("_old", type_=raw)).values(
+                {col.name: bindparam("_new", type_=raw)}), params)
+            changed += len(params)
     return (rows[-1].id if rows else after), len(rows), changed
 
 

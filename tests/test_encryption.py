@@ -136,3 +136,28 @@ def test_key_sources_are_checked(tmp_path):
     two = ",".join(base64.b64encode(os.urandom(32)).decode() for _ in range(2))
     cfg = build_config({"security": {"keys": two}}, tmp_path / "c.toml")
     assert len(crypto.parse_keys(cfg.security.keys, "k")) == 2
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite: one writer at
+def test_rotation_never_overwrites_what_the_gateway_wrote_meanwhile(services, monkeypatch):
+    """(On SQLite a batch holds the write lock from its BEGIN, so no one writes between its
+    read and its write; PostgreSQL lets the gateway in, and the compare-and-set holds.)"""
+    from gateway import rotation
+    pid = add_patient(services)
+    crypto.append_key(services.cfg.key_file)
+    crypto.install(crypto.Keyring(crypto.parse_keys(services.cfg.key_file.read_text(), "k")))
+    real, calls = rotation._reseal, []
+
+    def racing(col, value, current):  # the live gateway renames the patient mid-batch
+        if col.name == "first_name" and not calls:
+            calls.append(1)
+            with services.transaction() as session:
+                session.get(Patient, pid).first_name = "Anabel"
+        return real(col, value, current)
+    monkeypatch.setattr(rotation, "_reseal", racing)
+    report = rotation.rotate(services)
+    assert report.passes >= 2
+    with services.factory() as session:
+        assert session.get(Patient, pid).first_name == "Anabel"
+        stored = session.execute(text("select first_name from patients")).scalar()
+    assert stored.startswith(f"enc1:{crypto.ring().current}:")

@@ -158,8 +158,11 @@ def _ring_for(kid: str) -> Keyring:
     global _ring
     current = ring()
     if kid not in current._aead and _reload is not None:
-        fresh = _reload()
-        if kid in fresh._aead:
+        try:
+            fresh = _reload()
+        except Exception:
+            return current  # the value then fails to decrypt, saying which key it names
+        if kid in fresh._aead and set(current._aead) <= set(fresh._aead):
             log.info("key file re-read: a new key is current", extra={"key_id": fresh.current})
             _ring = current = fresh
     return current

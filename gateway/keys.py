@@ -54,3 +54,14 @@ def install(cfg: Config) -> crypto.Keyring:
     ring = load(cfg)
     crypto.install(ring, reload=lambda: _read(cfg))
     return ring
+
+
+def reload(cfg: Config) -> crypto.Keyring:
+    """Re-read the keys (SIGHUP): refused, keeping the old ring, if a key in use is gone."""
+    fresh = _read(cfg)
+    missing = set(crypto.ring().ids) - set(fresh.ids)
+    if missing:
+        raise KeysUnavailable(f"{fresh.source}: lacks key(s) {', '.join(sorted(missing))} "
+                              "that stored values may use; keys not reloaded")
+    crypto.install(fresh, reload=lambda: _read(cfg))
+    return fresh

@@ -1,6 +1,7 @@
 """What every part of the gateway shares: config, database, addresses, templates, rules."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -13,6 +14,8 @@ from gateway.auth.resolver import Resolver
 from gateway.classification import Classifier
 from gateway.config import Config
 from gateway.notices import Notices
+
+log = logging.getLogger("gateway.services")
 
 
 @dataclass
@@ -52,8 +55,11 @@ class Services:
         """Reload rules and templates; on error the old ones stay and the error is raised."""
         classifier = Classifier.load(self.cfg.rules_dir)
         notices = Notices(self.cfg.templates_dir)
-        keys.install(self.cfg)  # a key added since start (keys rotate) becomes current
         self.classifier, self.notices = classifier, notices  # one swap, no half state
+        try:
+            keys.reload(self.cfg)  # a key added since start (keys rotate) becomes current
+        except keys.KeysUnavailable as e:
+            log.error("keys not reloaded, the old ones stay", extra={"error": str(e)})
 
     def close(self) -> None:
         self.engine.dispose()

@@ -161,3 +161,23 @@ def test_rotation_never_overwrites_what_the_gateway_wrote_meanwhile(services, mo
         assert session.get(Patient, pid).first_name == "Anabel"
         stored = session.execute(text("select first_name from patients")).scalar()
     assert stored.startswith(f"enc1:{crypto.ring().current}:")
+
+
+def test_reload_takes_a_new_key_but_never_drops_one_in_use(services):
+    from gateway import keys
+    add_patient(services)
+    old = crypto.ring().current
+    path = services.cfg.key_file
+    original = path.read_text()
+    path.write_text(crypto.new_key_line() + "\n")  # a file without the key in use
+    services.reload()
+    assert crypto.ring().current == old
+    path.write_text(original)
+    new_id = crypto.append_key(path)
+    services.reload()
+    assert crypto.ring().current == new_id and old in crypto.ring().ids
+    with pytest.raises(keys.KeysUnavailable):
+        path.write_text("")
+        keys.reload(services.cfg)
+    with services.factory() as session:
+        assert session.scalars(select(Patient)).one().first_name == "Ana"

@@ -11,7 +11,7 @@ import subprocess
 from urllib.parse import unquote
 
 import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 
 from gateway import crypto
 from gateway.cli import main as cli

@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.umask(0o077)  # database, Maildir, key and log files: owner only (0600, dirs 0700)
     parser = build_parser()
     args = parser.parse_args(argv)
+    umask = os.umask(0o077)  # database, Maildir, key files: owner only (0600, dirs 0700)
     try:
         return args.func(args) or 0
     except CommandError as e:
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        os.umask(umask)  # called in-process (tests, scripts): leave the caller's as it was
 
 
 if __name__ == "__main__":

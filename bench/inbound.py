@@ -74,12 +74,17 @@ def staff_copies(data: Path) -> int:
     return len(os.listdir(new)) if new.exists() else 0
 
 
-def setup_gateway(tmp: Path) -> tuple[subprocess.Popen, int]:
+def setup_gateway(tmp: Path, launcher: list[str] | None = None) -> tuple[subprocess.Popen, int]:
+    """Configure, import and activate the bench patients, start `serve`; `launcher`
+    replaces the portal-gateway executable (bench/encryption.py runs one without
+    encryption)."""
+    cli = launcher or [CLI]
     port = free_port()
     text = (ROOT / "config.example.toml").read_text()
     text = text.replace("inbound_port = 2525", f"inbound_port = {port}")
     text = text.replace("submission_port = 2587", f"submission_port = {free_port()}")
     text = text.replace("port = 8025", f"port = {free_port()}")
+    text = text.replace("ops_port = 8026", f"ops_port = {free_port()}")
     text = text.replace('rules_dir = "rules"', f'rules_dir = "{ROOT}/rules"')
     text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"')
     text = text.replace("poll_seconds = 1.0", "poll_seconds = 0.2")
@@ -90,13 +95,13 @@ def setup_gateway(tmp: Path) -> tuple[subprocess.Popen, int]:
     roster = tmp / "roster.csv"
     roster.write_text("account_number,first_name,last_name,email,state\n" + "".join(
         f"{1000 + i},Pat{i},Bench,p{i}@example.com,CA\n" for i in range(SESSIONS)))
-    subprocess.run([CLI, "--config", str(cfg), "patients", "import", str(roster)], check=True,
-                   capture_output=True)
+    subprocess.run([*cli, "--config", str(cfg), "patients", "import", str(roster)],
+                   check=True, capture_output=True)
     for i in range(SESSIONS):
-        subprocess.run([CLI, "--config", str(cfg), "patients", "activate", str(1000 + i)],
+        subprocess.run([*cli, "--config", str(cfg), "patients", "activate", str(1000 + i)],
                        check=True, capture_output=True)
     log = open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w")
-    proc = subprocess.Popen([CLI, "--config", str(cfg), "serve"], stdout=log, stderr=log)
+    proc = subprocess.Popen([*cli, "--config", str(cfg), "serve"], stdout=log, stderr=log)
     wait_port(port)
     return proc, port
 

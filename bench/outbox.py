@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gateway import db, outbox  # noqa: E402
 from gateway.config import build_config  # noqa: E402
+from gateway.crypto import write_key_file  # noqa: E402
 from gateway.delivery.worker import OutboxWorker  # noqa: E402
 from gateway.services import Services  # noqa: E402
 
@@ -35,8 +36,12 @@ def free_port() -> int:
 
 
 def services_for(url: str, tmp: Path, port: int) -> Services:
+    key = tmp / "bench.key"  # every instance of one run shares it
+    if not key.exists():
+        write_key_file(key)
     cfg = build_config({"gateway": {"data_dir": str(tmp), "rules_dir": str(ROOT / "rules"),
                                     "templates_dir": str(ROOT / "templates")},
+                        "security": {"key_file": str(key)},
                         "database": {"url": url},
                         "delivery": {"mode": "relay", "relay_port": port,
                                      "relay_tls": "none"}}, tmp / "config.toml")

@@ -117,7 +117,7 @@ def write_config(work: Path, db: str, lease: float) -> tuple[Path, int]:
     text = (ROOT / "config.example.toml").read_text()
     for key, value in {
         "inbound_port": str(port), "submission_port": str(free_port()),
-        "port": str(free_port()), "rules_dir": f'"{ROOT / "rules"}"',
+        "port": str(free_port()), "ops_port": str(free_port()), "rules_dir": f'"{ROOT / "rules"}"',
         "templates_dir": f'"{ROOT / "templates"}"', "url": json.dumps(db),
         "poll_seconds": "0.1", "lease_seconds": str(lease),
         "max_messages_per_patient_per_hour": "0", "max_sessions_per_ip": "100",
@@ -125,6 +125,9 @@ def write_config(work: Path, db: str, lease: float) -> tuple[Path, int]:
         text = set_key(text, key, value)
     config = work / "config.toml"
     config.write_text(text)
+    if not (work / "portal-gateway.key").exists():  # PostgreSQL: every instance, one key
+        from gateway.crypto import write_key_file
+        write_key_file(work / "portal-gateway.key")
     return config, port
 
 

@@ -19,6 +19,7 @@ from gateway.deadlines import DeadlineSweeper
 from gateway.delivery.worker import OutboxWorker
 from gateway.enrollment.web import start_http
 from gateway.imap import start_imap
+from gateway.ops_http import start_ops
 from gateway.smtp.inbound import GatewaySMTP, start_inbound
 from gateway.smtp.submission import start_submission
 
@@ -27,11 +28,16 @@ log = logging.getLogger("gateway.app")
 
 class Gateway:
     def __init__(self, services, inbound_port: int | None = None,
-                 submission_port: int | None = None, http_port: int | None = None):
+                 submission_port: int | None = None, http_port: int | None = None,
+                 ops_port: int | None = None):
         self.s = services
         self.inbound_port = inbound_port
         self.submission_port = submission_port
         self.http_port, self.http_runner = http_port, None
+        # the ops listener (/healthz, /metrics): port 0 (any free port) when the HTTP port
+        # is given as 0, as tests do
+        self.ops_port, self.ops_runner = (0 if http_port == 0 and ops_port is None
+                                          else ops_port), None
         self.sweeper = DeadlineSweeper(services)
         self.servers: list[asyncio.AbstractServer] = []
         self.worker = OutboxWorker(services)
@@ -57,6 +63,10 @@ class Gateway:
                                             if self.http_port is None else self.http_port,
                                             listeners=self.listener_state)
         self.http_port = self.http_runner.port
+        self.ops_runner = await start_ops(self.s, http.ops_host, http.ops_port
+                                          if self.ops_port is None else self.ops_port,
+                                          listeners=self.listener_state)
+        self.ops_port = self.ops_runner.port
         self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         self.tasks.append(asyncio.create_task(self.sweeper.run(), name="deadlines"))
         self.imap_tasks = start_imap(self.s)  # one poller per [[imap.accounts]]
@@ -64,7 +74,8 @@ class Gateway:
         log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}",
                                      "submission": f"{cfg.submission_host}:"
                                                    f"{self.submission_port}",
-                                     "http": f"{http.host}:{self.http_port}"})
+                                     "http": f"{http.host}:{self.http_port}",
+                                     "ops": f"{http.ops_host}:{self.ops_port}"})
 
     def listener_state(self) -> dict[str, bool]:
         """For /healthz: is each SMTP listener accepting connections?"""
@@ -123,8 +134,9 @@ class Gateway:
         for task in self.imap_tasks:
             task.poller.stop()  # each finishes the message it is in, then logs out
         self.worker.stop()  # it finishes the send it is in, then releases the rest
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
+        for runner in (self.http_runner, self.ops_runner):
+            if runner is not None:
+                await runner.cleanup()
         remaining = []
         while True:
             remaining = []

@@ -84,6 +84,14 @@ class HttpSection:
     host: str = "127.0.0.1"
     port: int = 8025
     public_url: str = "http://127.0.0.1:8025"  # base of enrollment links in invite mail
+    ops_host: str = "127.0.0.1"  # /healthz and /metrics listen apart from /enroll
+    ops_port: int = 8026
+
+
+@dataclass
+class SecuritySection:
+    key_file: str = ""  # empty: portal-gateway.key beside the data dir (SQLite: made on start)
+    keys: str = ""  # or the keys themselves, "env:NAME" (base64, comma-separated, last current)
 
 
 @dataclass
@@ -198,7 +206,7 @@ SECTIONS = {
     "gateway": GatewaySection, "database": DatabaseSection, "smtp": SmtpSection,
     "http": HttpSection, "delivery": DeliverySection, "practice": PracticeSection,
     "policy": PolicySection, "routing": RoutingSection, "staff": StaffSection,
-    "notifications": NotificationsSection, "imap": ImapSection,
+    "notifications": NotificationsSection, "imap": ImapSection, "security": SecuritySection,
 }
 
 
@@ -216,6 +224,7 @@ class Config:
     staff: StaffSection
     notifications: NotificationsSection
     imap: ImapSection
+    security: SecuritySection
 
     @property
     def base_dir(self) -> Path:
@@ -247,6 +256,12 @@ class Config:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.data_dir / 'gateway.sqlite3'}"
+
+    @property
+    def key_file(self) -> Path:
+        if self.security.key_file:
+            return self.resolve(self.security.key_file)
+        return self.data_dir.parent / "portal-gateway.key"
 
     def team_for(self, category: str) -> list[str]:
         teams = self.routing.categories.get(category) or []

@@ -15,7 +15,7 @@ def validate(cfg: Config, fname: str) -> None:
         raise ConfigError(f"{fname}: [{section}] {key}: {msg}")
 
     _validate_imap(cfg, fname)
-    for check in (_delivery, _routing, _smtp, _policy_and_gateway):
+    for check in (_delivery, _routing, _smtp, _policy_and_gateway, _security_and_http):
         check(cfg, err)
 
 
@@ -186,3 +186,19 @@ def _validate_imap(cfg: Config, fname: str) -> None:
             raise ConfigError(f"{fname}: [{section}] folder: must not be empty")
         folders[name.lower()] = target
     cfg.imap.folders = folders
+
+
+def _security_and_http(cfg: Config, err) -> None:
+    from gateway.crypto import KeySourceError, parse_keys
+    if cfg.security.keys and cfg.security.key_file:
+        err("security", "keys", "set key_file or keys, not both")
+    if cfg.security.keys:
+        try:
+            parse_keys(cfg.security.keys, "value")
+        except KeySourceError as e:
+            err("security", "keys", str(e))
+    if not 0 <= cfg.http.ops_port <= 65535:
+        err("http", "ops_port", "must be a port number (0-65535)")
+    if cfg.http.ops_port and cfg.http.ops_port == cfg.http.port \
+            and cfg.http.ops_host == cfg.http.host:
+        err("http", "ops_port", "must differ from port (the ops endpoints listen apart)")

@@ -8,8 +8,12 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer,
-                        LargeBinary, String, Text, UniqueConstraint)
+                        String, Text, UniqueConstraint, event)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gateway import crypto
+from gateway.addresses import normalize
+from gateway.sealed import EncryptedBytes, EncryptedText
 
 
 def utcnow() -> dt.datetime:
@@ -24,12 +28,14 @@ class Patient(Base):
     __tablename__ = "patients"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_number: Mapped[str] = mapped_column(String(64), unique=True)
-    first_name: Mapped[str] = mapped_column(String(200))
-    last_name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    first_name: Mapped[str] = mapped_column(EncryptedText("patients.first_name"))
+    last_name: Mapped[str] = mapped_column(EncryptedText("patients.last_name"))
+    email: Mapped[str | None] = mapped_column(EncryptedText("patients.email"))
+    # HMAC of the normalised address (gateway.crypto.blind_index): one address, one patient
+    email_index: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     state: Mapped[str] = mapped_column(String(2))
     status: Mapped[str] = mapped_column(String(16), default="roster")  # roster|invited|active|suspended
-    suspend_reason: Mapped[str | None] = mapped_column(Text)
+    suspend_reason: Mapped[str | None] = mapped_column(EncryptedText("patients.suspend_reason"))
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
     hard_bounces: Mapped[int] = mapped_column(Integer, default=0)
     password_hash: Mapped[str | None] = mapped_column(String(200))
@@ -42,6 +48,19 @@ class Patient(Base):
     def display_name(self) -> str:
         """First and last name on one line (names are untrusted roster data)."""
         return " ".join(f"{self.first_name} {self.last_name}".split())
+
+
+def address_index(address: str | None) -> str | None:
+    """The blind index of an address (normalised; an unparsable one: trimmed, lowercased)."""
+    if not address or not address.strip():
+        return None
+    return crypto.blind_index(normalize(address) or address.strip().lower())
+
+
+@event.listens_for(Patient.email, "set")
+def _index_email(target, value, _old, _initiator):
+    """Whoever sets an address sets its index: look-ups and uniqueness go through it."""
+    target.email_index = address_index(value)
 
 
 class Thread(Base):
@@ -82,9 +101,9 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(16))  # patient|staff
     source: Mapped[str] = mapped_column(String(16), default="smtp")  # smtp|imap
     message_id: Mapped[str | None] = mapped_column(String(998))
-    subject: Mapped[str | None] = mapped_column(Text)
-    body: Mapped[str | None] = mapped_column(Text)
-    history: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(EncryptedText("messages.subject"))
+    body: Mapped[str | None] = mapped_column(EncryptedText("messages.body"))
+    history: Mapped[str | None] = mapped_column(EncryptedText("messages.history"))
     category: Mapped[str | None] = mapped_column(String(32))
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     rules: Mapped[list | None] = mapped_column(JSON)
@@ -100,7 +119,7 @@ class Attachment(Base):
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
-    filename: Mapped[str | None] = mapped_column(Text)
+    filename: Mapped[str | None] = mapped_column(EncryptedText("attachments.filename"))
     declared_type: Mapped[str] = mapped_column(String(255))
     sniffed_type: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(Integer)
@@ -113,14 +132,14 @@ class Outbox(Base):
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # staff_copy|ack|emergency|refusal|...
-    recipient: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(EncryptedText("outbox.recipient"))
     mail_from: Mapped[str] = mapped_column(String(320))
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    raw: Mapped[bytes] = mapped_column(EncryptedBytes("outbox.raw"))
     state: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sent|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(EncryptedText("outbox.last_error"))
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -185,7 +204,7 @@ class Invite(Base):
     __tablename__ = "invites"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    email: Mapped[str] = mapped_column(String(320))
+    email: Mapped[str] = mapped_column(EncryptedText("invites.email"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="live")  # live|used|void|expired|locked
@@ -249,10 +268,10 @@ class Quarantine(Base):
     source: Mapped[str] = mapped_column(String(16), default="smtp")
     session_id: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer, default=0)
-    mail_from: Mapped[str | None] = mapped_column(String(320))
+    mail_from: Mapped[str | None] = mapped_column(EncryptedText("quarantine.mail_from"))
     rcpt_tos: Mapped[list | None] = mapped_column(JSON)
     envelope_rewritten: Mapped[bool] = mapped_column(Boolean, default=False)
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # kept once held
+    raw: Mapped[bytes | None] = mapped_column(EncryptedBytes("quarantine.raw"))  # once held
     first_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     held_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

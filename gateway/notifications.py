@@ -17,7 +17,9 @@ from gateway.steps.thread import open_thread, thread_token
 NOT_TRANSACTIONAL = ("550 5.7.1 Only transactional portal notifications are sent through "
                      "this gateway; no marketing or bulk mail")
 REMOVED_HEADERS = ("X-Portal-Kind", "Reply-To", "Auto-Submitted", "Message-ID", "Bcc",
-                   "Return-Path", "X-Portal-Outbox")
+                   "Return-Path", "X-Portal-Outbox",
+                   # each copy goes to one patient and names only that patient
+                   "To", "Cc", "Resent-To", "Resent-Cc", "Resent-Bcc", "Delivered-To")
 
 
 def kind_of(msg) -> str:
@@ -34,6 +36,7 @@ def prepare(services, session, patient, msg: EmailMessage, kind: str, actor: str
     thread = open_thread(session, patient.id, kind, "waiting")
     for name in REMOVED_HEADERS:
         del msg[name]
+    msg["To"] = s.addresses.header_address(patient.display_name, patient.email)
     msg["Reply-To"] = s.addresses.make("reply", thread_token(session, thread, "reply"))
     msg["Auto-Submitted"] = "auto-generated"
     msg["Message-ID"] = email.utils.make_msgid(domain=s.addresses.domain)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -10,18 +11,67 @@ from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.addresses import normalize
-from gateway.models import Patient
+from gateway.models import Patient, address_index
+
+log = logging.getLogger("gateway.patients")
 
 STATUSES = ("roster", "invited", "active", "suspended")
 COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
+
+
+class AddressTaken(Exception):
+    """The address already belongs to another patient (one address, one patient)."""
 
 
 def by_email(session: Session, address: str | None) -> Patient | None:
     norm = normalize(address) if address else None
     if not norm:
         return None
-    return session.scalars(select(Patient).where(Patient.email == norm)
-                           .order_by(Patient.id)).first()
+    index = address_index(norm)
+    return session.scalar(select(Patient).where(Patient.email_index == index))
+
+
+def set_email(session: Session, patient: Patient, address: str | None) -> None:
+    """Give `patient` this address (None: none); AddressTaken if another patient has it."""
+    index = address_index(address)
+    if index:
+        other = session.scalar(select(Patient.account_number).where(
+            Patient.email_index == index, Patient.id != patient.id))
+        if other is not None:
+            raise AddressTaken(f"the address belongs to patient {other} already")
+    patient.email = normalize(address) if address else None  # sets email_index too
+
+
+def address_clash(session: Session, patient: Patient) -> str | None:
+    """The account of another patient with the same address, if any."""
+    index = address_index(patient.email)
+    if not index:
+        return None
+    return session.scalar(select(Patient.account_number).where(
+        Patient.email_index == index, Patient.id != patient.id).limit(1))
+
+
+def fill_email_index(session: Session) -> int:
+    """Index addresses stored before the index existed.  An address a second patient
+    shares stays unindexed (that patient gets no mail and cannot be activated) and is
+    logged by patient id, so someone gives one of them another address."""
+    rows = session.scalars(select(Patient).where(Patient.email.is_not(None),
+                                                 Patient.email_index.is_(None))
+                           .order_by(Patient.id)).all()
+    taken = set(session.scalars(select(Patient.email_index).where(
+        Patient.email_index.is_not(None))))
+    filled = 0
+    for patient in rows:
+        index = address_index(patient.email)
+        if index in taken:
+            log.warning("patient address shared with another patient, not indexed",
+                        extra={"patient_id": patient.id})
+            session.expire(patient, ["email_index"])
+            continue
+        patient.email_index = index
+        taken.add(index)
+        filled += 1
+    return filled
 
 
 def by_account(session: Session, account: str) -> Patient | None:
@@ -79,6 +129,10 @@ def import_roster(session: Session, text: str, actor: str = "cli",
         if problem:
             report.errors.append((line, problem))
             continue
+        clash = _address_clash(session, acct, row)
+        if clash:
+            report.errors.append((line, clash))
+            continue
         seen.add(acct)
         _upsert(session, row, report, actor)
         done = report.added + report.updated + report.unchanged + len(report.errors)
@@ -87,6 +141,19 @@ def import_roster(session: Session, text: str, actor: str = "cli",
     if progress:
         progress(total, total)
     return report
+
+
+def _address_clash(session: Session, acct: str, row: dict) -> str | None:
+    """One address, one patient: the problem if another account already has it."""
+    index = address_index((row.get("email") or "").strip())
+    if not index:
+        return None
+    other = session.scalar(select(Patient.account_number).where(
+        Patient.email_index == index, Patient.account_number != acct).limit(1))
+    if other is None:
+        return None
+    return f"the address of account {acct} belongs to patient {other} already " \
+           "(one address, one patient)"
 
 
 def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> None:

@@ -126,6 +126,8 @@ def retry(services, qid: int) -> str:
         row = session.get(Quarantine, qid)
         if row is None or row.state != "held":
             raise LookupError(f"no held message with id {qid}")
+        if row.raw is None:
+            raise LookupError(f"held message {qid} was purged (retention_days)")
         inbound = pipeline.Inbound(raw=row.raw, mail_from=row.mail_from or "",
                                    rcpt_tos=list(row.rcpt_tos or []), source=row.source,
                                    session_id=f"quarantine:{qid}",

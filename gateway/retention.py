@@ -4,9 +4,16 @@ audit trail stay.
 
 A thread ended at the latest of: its answer time, its last "thread.closed" audit row, and
 its newest message.  A thread that was answered and then written to again is open again,
-so it is not touched.  Purged: ``messages.subject``, ``body`` and ``history``, and the raw
-bytes of the thread's sent or failed outbox mail (staff copies and answers carry the same
-text).  Each purged thread gets one audit row.
+so it is not touched.  Purged: ``messages.subject``, ``body`` and ``history``, the file
+names in the attachment log (type, size, SHA-256 and reason stay), and the raw bytes of the
+thread's sent or failed outbox mail (staff copies and answers carry the same text).  Each
+purged thread gets one audit row.
+
+Mail that belongs to no ended thread goes the same way once it is older than the cutoff
+(gateway/retention_loose.py): messages without a thread, sent or failed outbox mail
+without a thread (invites, suspension notices with their reason, undeliverable notices)
+or of a notification thread that never got a message, and the raw bytes and envelope
+sender of quarantined messages.
 """
 from __future__ import annotations
 
@@ -16,7 +23,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_, select, update
 
 from gateway import audit
-from gateway.models import Audit, Message, Outbox, Thread, utcnow
+from gateway.models import Attachment, Audit, Message, Outbox, Thread, utcnow
+from gateway.retention_loose import purge_loose
 
 ENDED_STATES = ("answered", "closed")
 
@@ -27,11 +35,14 @@ class PurgeReport:
     threads: int = 0
     messages: int = 0
     outbox: int = 0
+    attachment_names: int = 0
+    loose: dict = field(default_factory=dict)  # kind -> count (gateway.retention_loose)
     thread_ids: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"cutoff": self.cutoff, "threads": self.threads, "messages": self.messages,
-                "outbox_mails": self.outbox}
+                "outbox_mails": self.outbox, "attachment_names": self.attachment_names,
+                **self.loose}
 
 
 def _has_text():
@@ -80,13 +91,19 @@ def purge(services, now: dt.datetime | None = None, dry_run: bool = False,
                 select(Outbox.thread_id, func.count()).where(
                     Outbox.thread_id.in_(ids), Outbox.state.in_(("sent", "failed")),
                     func.length(Outbox.raw) > 0).group_by(Outbox.thread_id)).all())
+            names = _named_attachments(ids)
             report.threads += len(threads)
             report.messages += sum(counts.values())
             report.outbox += sum(mails.values())
+            report.attachment_names += session.scalar(select(func.count()).where(
+                Attachment.id.in_(names))) or 0
             report.thread_ids += [t.public_id for t in threads]
             if not dry_run:
                 session.execute(update(Message).where(Message.thread_id.in_(ids))
                                 .values(subject=None, body=None, history=None)
+                                .execution_options(synchronize_session=False))
+                session.execute(update(Attachment).where(Attachment.id.in_(names))
+                                .values(filename=None)
                                 .execution_options(synchronize_session=False))
                 session.execute(update(Outbox).where(
                     Outbox.thread_id.in_(ids), Outbox.state.in_(("sent", "failed")))
@@ -99,4 +116,13 @@ def purge(services, now: dt.datetime | None = None, dry_run: bool = False,
             progress(report)
         if len(threads) < batch:
             break
+    with services.transaction() as session:
+        report.loose = purge_loose(session, report.cutoff, dry_run, actor, days)
     return report
+
+
+def _named_attachments(thread_ids: list):
+    """Attachment rows of these threads' messages that still carry a file name."""
+    return (select(Attachment.id).join(Message, Message.id == Attachment.message_id)
+            .where(Message.thread_id.in_(thread_ids), Attachment.filename.is_not(None))
+            .scalar_subquery())

@@ -1,18 +1,21 @@
 """What every part of the gateway shares: config, database, addresses, templates, rules."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import db
+from gateway import db, keys
 from gateway.addresses import Addresses
 from gateway.auth.resolver import Resolver
 from gateway.classification import Classifier
 from gateway.config import Config
 from gateway.notices import Notices
+
+log = logging.getLogger("gateway.services")
 
 
 @dataclass
@@ -28,9 +31,13 @@ class Services:
 
     @classmethod
     def create(cls, cfg: Config, migrate: bool = True) -> "Services":
+        keys.install(cfg)  # every encrypted column uses these keys (gateway.crypto)
         engine = db.make_engine(cfg.database_url)
         if migrate:
             db.ensure_schema(engine)
+            from gateway.patients import fill_email_index
+            with db.transaction(db.session_factory(engine)) as session:
+                fill_email_index(session)
         return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
                    addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
                    notices=Notices(cfg.templates_dir),
@@ -50,6 +57,10 @@ class Services:
         classifier = Classifier.load(self.cfg.rules_dir)
         notices = Notices(self.cfg.templates_dir)
         self.classifier, self.notices = classifier, notices  # one swap, no half state
+        try:
+            keys.reload(self.cfg)  # a key added since start (keys rotate) becomes current
+        except keys.KeysUnavailable as e:
+            log.error("keys not reloaded, the old ones stay", extra={"error": str(e)})
 
     def close(self) -> None:
         self.engine.dispose()

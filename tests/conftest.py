@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from gateway.config import load_config
+from gateway.crypto import write_key_file
 from gateway.db import make_engine, upgrade as db_upgrade
 from gateway.services import Services
 
@@ -88,6 +89,9 @@ def write_config(tmp_path: Path, db: str, max_bytes: int = 1024 * 1024) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(CONFIG.format(data=tmp_path / "var", root=ROOT, db=db,
                                   max_bytes=max_bytes))
+    key_file = tmp_path / "portal-gateway.key"  # the default place (beside the data dir)
+    if not key_file.exists():  # made on start for SQLite; PostgreSQL needs it given
+        write_key_file(key_file)
     return path
 
 

@@ -107,6 +107,7 @@ def test_serve_end_to_end_from_the_readme(tmp_path):
     text = text.replace("inbound_port = 2525", f"inbound_port = {port}")
     text = text.replace("submission_port = 2587", f"submission_port = {free_port()}")
     text = text.replace("port = 8025", f"port = {free_port()}")
+    text = text.replace("ops_port = 8026", f"ops_port = {free_port()}")
     text = text.replace('rules_dir = "rules"', f'rules_dir = "{ROOT}/rules"')
     text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"')
     cfg.write_text(text)

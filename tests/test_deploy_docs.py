@@ -141,7 +141,7 @@ def test_container_runs_what_the_readme_and_scripts_run():
     exposed = set(re.search(r"^EXPOSE (.+)$", text, re.M).group(1).split())
     assert exposed == {str(example["smtp"]["inbound_port"]),
                        str(example["smtp"]["submission_port"]),
-                       str(example["http"]["port"])}
+                       str(example["http"]["port"]), str(example["http"]["ops_port"])}
 
 
 def test_production_config_is_valid_over_the_example(monkeypatch):

@@ -68,7 +68,7 @@ def test_refusals_for_unknown_account_and_bad_email_option(services):
     with pytest.raises(invites.InviteRefused, match="not usable"):
         invites.invite(services, "1001", email="two@@example.com")
     add_patient(services, account="1002", email="bo@example.com", status="active")
-    with pytest.raises(invites.InviteRefused, match="another enrolled or invited patient"):
+    with pytest.raises(invites.InviteRefused, match="already belongs to patient 1002"):
         invites.invite(services, "1001", email="BO@example.com")
     assert status(services) == "roster" and mails(services) == []
 

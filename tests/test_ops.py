@@ -65,12 +65,13 @@ class Served:
 
     def __init__(self, tmp_path: Path, drain_seconds: float = 10):
         self.tmp = tmp_path
-        self.smtp, self.http = free_port(), free_port()
+        self.smtp, self.http, self.ops = free_port(), free_port(), free_port()
         shutil.copytree(ROOT / "rules", tmp_path / "rules")
         text = (ROOT / "config.example.toml").read_text()
         for old, new in (("inbound_port = 2525", f"inbound_port = {self.smtp}"),
                          ("submission_port = 2587", f"submission_port = {free_port()}"),
                          ("port = 8025", f"port = {self.http}"),
+                         ("ops_port = 8026", f"ops_port = {self.ops}"),
                          ('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"'),
                          ("drain_seconds = 30", f"drain_seconds = {drain_seconds}"),
                          ("poll_seconds = 1.0", "poll_seconds = 0.1")):
@@ -108,8 +109,9 @@ class Served:
             return client.send_message(msg, sender, ["portal@portal.example.org"])
 
     def get(self, path: str) -> tuple[int, bytes]:
+        port = self.ops if path in ("/healthz", "/metrics") else self.http  # apart
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http}{path}", timeout=10) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

@@ -74,3 +74,56 @@ def test_import_reports_progress_to_the_end(services):
             progress=lambda done, total: calls.append((done, total)))
     assert report.added == 1200
     assert calls == [(500, 1200), (1000, 1200), (1200, 1200)]
+
+
+CLASH = """account_number,first_name,last_name,email,state
+2001,Ana,Lopez,ana@example.com,CA
+2002,Bo,Lopez, ANA@Example.COM ,CA
+2003,Cy,Lopez,cy@example.com,CA
+"""
+
+
+def test_one_address_one_patient_on_import(services):
+    with services.transaction() as session:
+        report = patients.import_roster(session, CLASH)
+    assert report.added == 2
+    [(line, problem)] = report.errors
+    assert line == 3 and "belongs to patient 2001" in problem and "ana@" not in problem
+    moved = "account_number,first_name,last_name,email,state\n2003,Cy,Lopez,Ana@example.com,CA\n"
+    with services.transaction() as session:  # an update may not take another's address
+        report = patients.import_roster(session, moved)
+    assert report.errors and report.errors[0][0] == 2
+    with services.factory() as session:
+        assert patients.by_email(session, "ana@example.com").account_number == "2001"
+        assert patients.by_account(session, "2003").email == "cy@example.com"
+
+
+def test_the_database_refuses_a_second_patient_with_one_address(services):
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+    from tests.helpers import add_patient
+    add_patient(services, account="3001", email="dup@example.com")
+    with pytest.raises(IntegrityError):
+        add_patient(services, account="3002", email="DUP@example.com")
+
+
+def test_activate_refuses_a_shared_address(services, capsys):
+    from sqlalchemy import text
+    from gateway.cli import main as cli
+    from tests.helpers import add_patient
+    add_patient(services, account="4001", email="shared@example.com", status="active")
+    with services.transaction() as session:  # rows from before the index: a shared address
+        session.execute(text("update patients set email_index = null"))
+    add_patient(services, account="4002", email="other@example.com", status="roster")
+    with services.transaction() as session:
+        session.execute(text("update patients set email = (select email from patients "
+                             "where account_number = '4001') where account_number = '4002'"))
+        session.execute(text("update patients set email_index = null"))
+    with services.transaction() as session:
+        assert patients.fill_email_index(session) == 1  # the first keeps it
+    code = cli(["patients", "activate", "4002", "--config", str(services.cfg.path)])
+    err = capsys.readouterr().err
+    assert code == 1 and "same email address as patient 4001" in err
+    with services.factory() as session:
+        assert patients.by_account(session, "4002").status == "roster"
+        assert patients.by_email(session, "shared@example.com").account_number == "4001"

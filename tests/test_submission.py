@@ -183,3 +183,21 @@ async def test_staff_answer_with_auth_on_the_submission_listener(gw):
     assert any("Tuesday at 10" in read(p).get_content() for p in answers)
     mixed = await submit(gw, notification(), ["ana@example.com", staff_addr])
     assert mixed[staff_addr][0] == 452  # one kind of recipient per message
+async def test_each_patient_sees_only_their_own_address(gw):
+    add_patient(gw.s)
+    add_patient(gw.s, account="1002", email="bo@example.com", first="Bo", last="Ng")
+    msg = notification(to="ana@example.com, bo@example.com, someone@elsewhere.example")
+    msg["Cc"] = "bo@example.com, third@example.net"
+    msg["Bcc"] = "hidden@example.net"
+    msg["Resent-To"] = "bo@example.com"
+    assert await submit(gw, msg, ["ana@example.com", "bo@example.com"]) == {}
+    root = gw.s.cfg.maildir_root
+    for me, other in (("ana@example.com", "bo@example.com"),
+                      ("bo@example.com", "ana@example.com")):
+        [path] = await wait_for_mail(root, me)
+        mail = read(path)
+        assert [a.addr_spec for a in mail["To"].addresses] == [me]
+        assert mail["Cc"] is None and mail["Bcc"] is None and mail["Resent-To"] is None
+        head = path.read_bytes().split(b"\n\n", 1)[0].lower()
+        for hidden in (other, "someone@elsewhere", "third@example.net", "hidden@example.net"):
+            assert hidden.encode() not in head, hidden

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from gateway.cli import (audit_cmd, commands, inspect_cmd, invite_cmd, outbox_cmd,
+from gateway.cli import (audit_cmd, commands, inspect_cmd, invite_cmd, keys_cmd, outbox_cmd,
                          patients_cmd, purge_cmd, quarantine_cmd, threads_cmd)
 from gateway.cli.common import CommandError
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "$PORTAL_GATEWAY_CONFIG)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (commands, patients_cmd, invite_cmd, threads_cmd, outbox_cmd,
-                   audit_cmd, purge_cmd, quarantine_cmd, inspect_cmd):
+                   audit_cmd, purge_cmd, quarantine_cmd, inspect_cmd, keys_cmd):
         module.register(sub)
     return parser
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    umask = os.umask(0o077)  # database, Maildir, key files: owner only (0600, dirs 0700)
     try:
         return args.func(args) or 0
     except CommandError as e:
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        os.umask(umask)  # called in-process (tests, scripts): leave the caller's as it was
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from sqlalchemy import select
@@ -37,6 +38,7 @@ def register(sub) -> None:
 def cmd_serve(args) -> int:
     from gateway import logs
     from gateway.app import Gateway
+    os.umask(0o077)  # whatever started us: the database and Maildir files are 0600
     services = services_from(args)
     logs.setup(services.cfg.gateway.log_level)
     # Content work (parsing, HTML to text, rules) runs in worker threads; the event loop

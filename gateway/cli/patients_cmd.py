@@ -77,6 +77,11 @@ def _change(args, allowed_from: tuple, to: str, reason: str | None = None) -> in
                                f"it cannot be made {to} from there")
         if to == "active":
             _check_can_be_active(services.cfg, patient)
+            other = patients.address_clash(session, patient)
+            if other is not None:
+                raise CommandError(f"patient {patient.account_number} has the same email "
+                                   f"address as patient {other}; one address belongs to one "
+                                   "patient: give one of them another address first")
         patients.set_status(session, patient, to, "cli", reason)
         if to == "suspended" and patient.email:
             _queue_suspension_notice(services, session, patient)

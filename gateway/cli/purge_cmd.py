@@ -14,7 +14,8 @@ EXAMPLES = """examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("purge", help="remove message text of threads that ended more than "
+    p = sub.add_parser("purge", help="remove message text, file names and raw mail of threads "
+                       "that ended (and of mail without a thread) more than "
                        "[gateway] retention_days ago (metadata and audit stay)",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="count only, change nothing")
@@ -59,5 +60,6 @@ def cmd_purge(args) -> int:
     verb = "would purge" if args.dry_run else "purged"
     print(f"{verb}: {report.messages} messages and {report.outbox} sent mails in "
           f"{report.threads} threads that ended before {report.cutoff:%Y-%m-%d %H:%M} UTC "
-          f"(retention {days} days)")
+          f"(retention {days} days); {report.attachment_names} attachment file names; "
+          + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.loose.items()))
     return 0

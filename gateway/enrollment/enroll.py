@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from argon2 import PasswordHasher
 
 from gateway import audit, patients
-from gateway.enrollment import invites
+from gateway.enrollment import invites, passwords
 from gateway.models import Patient
 
 log = logging.getLogger("gateway.enrollment")
@@ -89,6 +89,9 @@ def _field_errors(form: Form, terms_version: str) -> dict[str, str]:
                               f"(yours has {len(form.password)}).")
     elif len(form.password) > MAX_PASSWORD:
         errors["password"] = f"Choose a password of at most {MAX_PASSWORD} characters."
+    elif (why := passwords.weakness(form.password)) is not None:
+        errors["password"] = (f"That password is too easy to guess: {why}. Choose another; "
+                              "a few unrelated words make a good one.")
     if not errors.get("password") and form.confirm != form.password:
         errors["confirm"] = "The two passwords do not match. Type the same password twice."
     if not form.agree:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from gateway import audit, outbox, patients
 from gateway.clock import human, utcnow
-from gateway.models import Invite, Patient
+from gateway.models import Invite, Patient, address_index
 
 log = logging.getLogger("gateway.invites")
 
@@ -90,11 +90,10 @@ def _address_for(session: Session, patient: Patient, email: str | None,
     address = checked_address(email if email is not None else patient.email,
                               check_deliverability)
     other = session.scalar(select(Patient.account_number).where(
-        Patient.email == address, Patient.id != patient.id,
-        Patient.status.in_(("invited", "active", "suspended"))))
+        Patient.email_index == address_index(address), Patient.id != patient.id))
     if other is not None:
-        raise InviteRefused(f"address {address} already belongs to another enrolled or "
-                            "invited patient; each patient needs an address of their own")
+        raise InviteRefused(f"address {address} already belongs to patient {other}; "
+                            "each patient needs an address of their own")
     return address
 
 

@@ -1,11 +1,15 @@
-"""The HTTP listener: the enrollment page (§12), /healthz and /metrics (§13).
+"""The public HTTP listener: the enrollment page (§12) and nothing else; /healthz and
+/metrics listen apart (gateway.ops_http, ``[http] ops_host``/``ops_port``).
 
 ``GET /enroll?token=T`` shows the form (or why the link cannot be used); ``POST /enroll``
 checks everything (gateway.enrollment.enroll) and shows what happens next.  Pages are
 Jinja2 templates under ``templates/pages/`` (autoescaped), plain HTML without JavaScript.
 
-CSRF: a double-submit token: a random value in a ``SameSite=Strict; HttpOnly`` cookie and
-the same value in a hidden field; a POST whose two values differ is refused.
+CSRF: a signed double-submit token: a random nonce with an HMAC over it and the
+enrollment link (key derived from the encryption keys), in a ``SameSite=Strict; HttpOnly``
+cookie and in a hidden field; a POST whose two values differ, or whose value we did not
+sign for that link, is refused (so a value planted from elsewhere is worthless).  Posts are
+limited per client address (gateway.enrollment.ratelimit): more get ``429``.
 
 No token or password is ever logged: the access log records the path without the query,
 the form moves the token out of the URL, and responses say ``Referrer-Policy: no-referrer``
@@ -14,6 +18,7 @@ so the link does not leak to other sites.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import secrets
@@ -21,10 +26,11 @@ import secrets
 import jinja2
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from sqlalchemy import text
 
+from gateway import crypto
 from gateway.clock import utcnow
 from gateway.enrollment import enroll as enrollment
+from gateway.enrollment.ratelimit import RateLimiter, client_address
 
 log = logging.getLogger("gateway.http")
 
@@ -42,6 +48,7 @@ SERVICES = web.AppKey("services", object)
 PAGES = web.AppKey("pages", jinja2.Environment)
 CLOCK = web.AppKey("clock", object)
 LISTENERS = web.AppKey("listeners", object)  # () -> {name: serving?}, set by serve
+LIMITER = web.AppKey("limiter", RateLimiter)  # posts per client address
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -86,9 +93,23 @@ def _render(request: web.Request, name: str, status: int = 200, **ctx) -> web.Re
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def _csrf_value(request: web.Request) -> str:
+def _csrf_sign(token: str, nonce: str) -> str:
+    key = crypto.ring().mac_key("enroll-csrf")
+    link = hashlib.sha256(token.encode()).hexdigest()
+    return f"{nonce}.{hmac.new(key, f'{nonce}|{link}'.encode(), hashlib.sha256).hexdigest()}"
+
+
+def csrf_ok(value: str, token: str) -> bool:
+    """Is `value` a CSRF value we signed for this enrollment link?"""
+    nonce = value.partition(".")[0]
+    if not (16 <= len(nonce) <= 64 and len(value) <= 200 and value.isascii()):
+        return False
+    return hmac.compare_digest(_csrf_sign(token, nonce).encode(), value.encode())
+
+
+def _csrf_value(request: web.Request, token: str) -> str:
     value = request.cookies.get(CSRF_COOKIE, "")
-    return value if 20 <= len(value) <= 100 and value.isascii() else secrets.token_urlsafe(32)
+    return value if csrf_ok(value, token) else _csrf_sign(token, secrets.token_urlsafe(24))
 
 
 def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.Response:
@@ -99,7 +120,7 @@ def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.
 
 
 def _form_page(request, token: str, status: int = 200, errors=None, account: str = ""):
-    csrf = _csrf_value(request)
+    csrf = _csrf_value(request, token)
     response = _render(request, "enroll", status, token=token, csrf=csrf,
                        errors=errors or {}, account=account, closed=None)
     return _with_csrf(request, response, csrf)
@@ -130,11 +151,18 @@ def _read_form(data) -> tuple[str, enrollment.Form]:
 
 
 async def post_enroll(request: web.Request) -> web.Response:
+    wait = request.app[LIMITER].allow(client_address(request))
+    if wait:
+        log.info("enrollment form refused: rate limit")
+        return web.Response(text="Too many tries from your network. Please wait "
+                            f"{int(wait // 60) + 1} minutes and try again, or call the office.",
+                            status=429, headers={"Retry-After": str(int(wait) + 1)})
     data = await request.post()
     token, form = _read_form(data)
     cookie, field = request.cookies.get(CSRF_COOKIE, ""), data.get("csrf", "")
     if not (cookie and isinstance(field, str) and hmac.compare_digest(cookie.encode(),
-                                                                      field.encode())):
+                                                                      field.encode())
+            and csrf_ok(cookie, token)):
         log.info("enrollment form refused: csrf check failed")
         return _form_page(request, token, 403, account=form.account, errors={
             "form": "This form could not be checked (it was open in another window, or "
@@ -151,59 +179,6 @@ async def post_enroll(request: web.Request) -> web.Response:
     response = _render(request, "enrolled", email=outcome.email)
     response.del_cookie(CSRF_COOKIE, path="/enroll")
     return response
-
-
-def _db_answers(services) -> bool:
-    with services.engine.connect() as conn:
-        return conn.execute(text("select 1")).scalar() == 1
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """200 when the database answers, every listener is serving and the outbox is not stuck
-    (no due mail has waited longer than [gateway] outbox_stuck_minutes for a worker); 503
-    otherwise.  The JSON names each check and, on 503, the reasons."""
-    from gateway import metrics
-    from gateway.clock import utcnow as now
-    services = request.app[SERVICES]
-    checks, reasons = {}, []
-
-    def database():
-        if not _db_answers(services):
-            raise OSError("database did not answer")
-        return metrics.snapshot(services, now())
-
-    try:
-        snap = await asyncio.wait_for(asyncio.to_thread(database), 5)
-        checks["database"] = "ok"
-    except Exception as e:
-        snap = None
-        checks["database"] = "unavailable"
-        reasons.append(f"database unreachable ({type(e).__name__})")
-    listeners = request.app.get(LISTENERS)
-    if listeners is not None:
-        checks["listeners"] = states = {name: "up" if up else "down"
-                                        for name, up in listeners().items()}
-        reasons += [f"{name} listener is down" for name, st in states.items() if st != "up"]
-    if snap is not None:
-        limit = services.cfg.gateway.outbox_stuck_minutes * 60
-        checks["outbox"] = {"depth": snap["outbox"].get("queued", 0),
-                            "oldest_age_seconds": round(snap["outbox_oldest_age"]),
-                            "due_wait_seconds": round(snap["outbox_due_wait"])}
-        if limit > 0 and snap["outbox_due_wait"] > limit:
-            reasons.append(f"outbox stuck: due mail has waited "
-                           f"{round(snap['outbox_due_wait'])} s for a worker "
-                           f"(limit {round(limit)} s)")
-    body = {"status": "unavailable" if reasons else "ok", "checks": checks}
-    if reasons:
-        body["reason"] = "; ".join(reasons)
-    return web.json_response(body, status=503 if reasons else 200)
-
-
-async def metrics_page(request: web.Request) -> web.Response:
-    """Prometheus text format: this process's counters and the database gauges."""
-    from gateway import metrics
-    body = await asyncio.to_thread(metrics.render, request.app[SERVICES])
-    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 @web.middleware
@@ -224,12 +199,11 @@ async def security_headers(request: web.Request, handler):
 def make_app(services, clock=utcnow, listeners=None) -> web.Application:
     app = web.Application(middlewares=[security_headers], client_max_size=64 * 1024)
     app[SERVICES], app[PAGES], app[CLOCK] = services, page_env(services), clock
+    app[LIMITER] = RateLimiter()
     if listeners is not None:
         app[LISTENERS] = listeners
     app.router.add_get("/enroll", get_enroll)
     app.router.add_post("/enroll", post_enroll)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics_page)
     return app
 
 

@@ -10,7 +10,7 @@ SAMPLE = {
     "office_hours": "Mon-Fri 8-5", "after_hours_line": "(555) 010-0199",
     "after_hours_name": "Example Hospital", "due": "Wednesday at 10:00 AM",
     "removed_files": ["scan.pdf"], "enroll_link": "https://portal.example.org/enroll?token=x",
-    "expires": "December 9", "suspend_reason": "sample reason",
+    "expires": "December 9", "suspend_reason": "sample reason", "message_ref": "M-1",
     # staff-facing only
     "subject_prefix": "[Portal: other]", "subject": "Sample", "urgent": False,
     "category": "other", "text": "Sample text", "history": "", "account_number": "1001",
@@ -35,16 +35,43 @@ def check_templates(cfg) -> list[str]:
     problems = []
     if not (cfg.templates_dir / "mail").is_dir():
         return [f"{cfg.templates_dir / 'mail'}: folder missing"]
-    for name in notices.names():
-        where = f"{cfg.templates_dir / 'mail' / name}.txt"
+    problems += _check_names(cfg, notices, "en", notices.names())
+    for lang in notices.locales():
+        problems += check_locale(cfg, notices, lang)
+    return problems
+
+
+def check_locale(cfg, notices: Notices, lang: str) -> list[str]:
+    """A locale has every patient-facing English template, with the same variables, and
+    nothing English lacks; each of its templates renders."""
+    folder = cfg.templates_dir / "mail" / lang
+    english = set(notices.names())
+    own = set(notices.names(lang))
+    problems = [f"{folder / name}.txt: missing (English has templates/mail/{name}.txt)"
+                for name in sorted(english - own) if is_patient_template(name)]
+    problems += [f"{folder / name}.txt: no English template templates/mail/{name}.txt"
+                 for name in sorted(own - english)]
+    for name in sorted(own & english):
+        en_vars, own_vars = notices.variables(name), notices.variables(name, lang)
+        if en_vars != own_vars:
+            diff = sorted(en_vars ^ own_vars)
+            problems.append(f"{folder / name}.txt: variables differ from English: "
+                            f"{', '.join(diff)}")
+    return problems + _check_names(cfg, notices, lang, sorted(own & english))
+
+
+def _check_names(cfg, notices: Notices, lang: str, names) -> list[str]:
+    problems = []
+    for name in names:
+        where = str(notices.path(name, lang))
         if is_patient_template(name):
-            extra = sorted(notices.variables(name) - allowed_variables(name))
+            extra = sorted(notices.variables(name, lang) - allowed_variables(name))
             if extra:
                 problems.append(f"{where}: patient-facing template uses variable(s) not "
                                 f"allowed: {', '.join(extra)}")
                 continue
         try:
-            notices.render(name, **SAMPLE)
+            notices.render(name, lang, **SAMPLE)
         except TemplateError as e:
             problems.append(f"{where}: {e}")
     return problems

@@ -28,6 +28,7 @@ class Patient(Base):
     last_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     state: Mapped[str] = mapped_column(String(2))
+    language: Mapped[str | None] = mapped_column(String(8))  # roster's ISO 639-1 code
     status: Mapped[str] = mapped_column(String(16), default="roster")  # roster|invited|active|suspended
     suspend_reason: Mapped[str | None] = mapped_column(Text)
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -15,8 +15,8 @@ from typing import Callable
 from gateway import audit, metrics
 from gateway.addresses import LocalAddress
 from gateway.decisions import UNKNOWN_RECIPIENT, Reject
-from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, loops,
-                           parse, route, staff, store, strip, thread)
+from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, language,
+                           loops, parse, route, staff, store, strip, thread)
 from gateway.steps.dedupe import skip_duplicate
 from gateway.smtp.limits import patient_rate
 
@@ -57,6 +57,7 @@ class Context:
     classification: object = None
     thread: object = None
     message: object = None
+    language: object = None  # gateway.language.Choice
 
 
 # The patient chain, read top to bottom (admit sender -> strip -> classify -> store -> route).
@@ -69,6 +70,7 @@ PATIENT_STEPS = (
     loops.detect_automatic,
     strip.strip_attachments,
     classify.classify_message,
+    language.choose_language,
     thread.attach_thread,
     store.store_message,
     route.route_to_staff,

@@ -33,7 +33,7 @@ class Services:
             db.ensure_schema(engine)
         return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
                    addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
-                   notices=Notices(cfg.templates_dir),
+                   notices=Notices(cfg.templates_dir, cfg.practice.timezone),
                    classifier=Classifier.load(cfg.rules_dir))
 
     def transaction(self):
@@ -47,7 +47,7 @@ class Services:
     def reload(self) -> None:
         """Reload rules and templates; on error the old ones stay and the error is raised."""
         classifier = Classifier.load(self.cfg.rules_dir)
-        notices = Notices(self.cfg.templates_dir)
+        notices = Notices(self.cfg.templates_dir, self.cfg.practice.timezone)
         self.classifier, self.notices = classifier, notices  # one swap, no half state
 
     def close(self) -> None:

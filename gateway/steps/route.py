@@ -46,6 +46,7 @@ def route_to_staff(ctx) -> None:
         "X-Portal-Rules": " ".join(cls.rule_ids) or "none",
         "X-Portal-Attachments-Removed": str(len(ctx.stripped.removed)),
         "X-Portal-Sender-Auth": ctx.auth.result if ctx.auth else "none",
+        "X-Portal-Language": ctx.language.detected if ctx.language else "en",
         "References": thread_ref, "In-Reply-To": thread_ref,
     }
     if cls.urgent:

@@ -77,5 +77,39 @@ def _check_names(cfg, notices: Notices, lang: str, names) -> list[str]:
     return problems
 
 
+def check_pages(cfg) -> list[str]:
+    """Each language folder under templates/pages/ has every English page, nothing more,
+    and terms with the same version as the English terms."""
+    import jinja2
+    pages = cfg.templates_dir / "pages"
+    english = {p.name for p in pages.glob("*.html")} - {"base.html"}
+    problems = []
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(cfg.templates_dir)))
+    version = _terms_version(env, "pages/terms.html", problems)
+    for folder in sorted(p for p in pages.iterdir() if p.is_dir()) if pages.is_dir() else ():
+        own = {p.name for p in folder.glob("*.html")}
+        problems += [f"{folder / n}: missing (English has templates/pages/{n})"
+                     for n in sorted(english - own)]
+        problems += [f"{folder / n}: no English page templates/pages/{n}"
+                     for n in sorted(own - english - {"base.html"})]
+        if "terms.html" in own:
+            rel = f"pages/{folder.name}/terms.html"
+            theirs = _terms_version(env, rel, problems)
+            if theirs != version:
+                problems.append(f"{cfg.templates_dir / rel}: terms_version {theirs!r} differs "
+                                f"from the English terms ({version!r})")
+    return problems
+
+
+def _terms_version(env, rel: str, problems: list) -> str | None:
+    try:
+        module = env.get_template(rel).make_module(
+            {k: v for k, v in SAMPLE.items()})
+        return str(getattr(module, "terms_version", None))
+    except Exception as e:  # a broken page is reported, not raised
+        problems.append(f"{rel}: {e}")
+        return None
+
+
 def check_all(cfg) -> list[str]:
-    return check_rules(cfg) + check_templates(cfg)
+    return check_rules(cfg) + check_templates(cfg) + check_pages(cfg)

@@ -104,3 +104,14 @@ def notice_languages(choice: Choice) -> list[str]:
     if choice.detected in SUPPORTED and choice.detected != ENGLISH:
         return [choice.detected, ENGLISH]  # the patient wrote in it: theirs first
     return [ENGLISH, "es"]  # nothing known: English first, Spanish for the likeliest reader
+
+
+def patient_language(patient, text: str = "") -> str:
+    """The language of mail that answers no new patient text: invites, notifications and
+    the suspension notice follow the roster, else English; a staff answer passes its own
+    TEXT, whose language (when sure) decides, so the footer matches the answer."""
+    guess = detect(text) if text else Guess(None, False)
+    if guess.sure and guess.language in SUPPORTED:
+        return guess.language
+    roster = normalize_code(getattr(patient, "language", None))
+    return roster if roster in SUPPORTED else ENGLISH

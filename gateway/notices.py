@@ -63,6 +63,26 @@ def one_line(value: str) -> str:
     return " ".join(str(value).replace("\r", " ").replace("\n", " ").split())
 
 
+class PerLanguage(dict):
+    """A context value worded per language ({'en': ..., 'es': ...}); a language without
+    its own words gets the English ones."""
+
+    def in_language(self, lang: str) -> str:
+        return self.get(lang) or self.get("en", "")
+
+    def __str__(self) -> str:
+        return self.in_language("en")
+
+
+def localize(context: dict, lang: str, timezone: str) -> dict:
+    """CONTEXT for a mail or page in LANG: datetimes in words, PerLanguage values chosen."""
+    def one(v):
+        if isinstance(v, dt.datetime):
+            return human(v, timezone, lang)
+        return v.in_language(lang) if isinstance(v, PerLanguage) else v
+    return {k: one(v) for k, v in context.items()}
+
+
 def _join_subjects(subjects: list[str]) -> str:
     """'A - Practice', 'B - Practice' -> 'A / B - Practice'."""
     subjects = list(dict.fromkeys(subjects))
@@ -103,8 +123,7 @@ class Notices:
         return set(meta.find_undeclared_variables(ast))
 
     def _localize(self, context: dict, lang: str) -> dict:
-        return {k: human(v, self.timezone, lang) if isinstance(v, dt.datetime) else v
-                for k, v in context.items()}
+        return localize(context, lang, self.timezone)
 
     def render(self, name: str, lang: str = "en", **context) -> tuple[str, str, str | None]:
         """(subject, text, html or None) for template NAME in LANG."""
@@ -148,11 +167,11 @@ class Notices:
         msg["Subject"] = subject
         msg["Date"] = email.utils.format_datetime(dt.datetime.now(dt.timezone.utc))
         msg["Message-ID"] = email.utils.make_msgid(domain=domain)
-        if is_patient_template(name):
-            msg["Content-Language"] = ", ".join(languages)
         for key, value in (headers or {}).items():
             msg[key] = one_line(value)
         msg.set_content(text, cte="quoted-printable")
         if html is not None:
             msg.add_alternative(html, subtype="html", cte="quoted-printable")
+        if is_patient_template(name):  # after the body: set_content drops Content-* headers
+            msg["Content-Language"] = ", ".join(languages)
         return msg

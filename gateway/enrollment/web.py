@@ -29,6 +29,7 @@ from gateway.clock import utcnow
 from gateway.enrollment import enroll as enrollment
 from gateway.enrollment import wording
 from gateway.language import SUPPORTED, normalize_code
+from gateway.notices import localize
 
 log = logging.getLogger("gateway.http")
 
@@ -74,7 +75,7 @@ def _practice(services) -> dict:
     from gateway.steps.acknowledge import practice_context
     ctx = practice_context(services.cfg)
     ctx["portal_address"] = services.addresses.portal
-    ctx["office_phone_tel"] = re.sub(r"[^\d+]", "", ctx["office_phone"] or "")
+    ctx["office_phone_tel"] = re.sub(r"[^\d+]", "", str(ctx["office_phone"] or ""))
     return ctx
 
 
@@ -113,7 +114,8 @@ def terms_version(env: jinja2.Environment, context: dict, lang: str = "en") -> s
 def _render(request: web.Request, name: str, status: int = 200, lang: str = "en",
             **ctx) -> web.Response:
     services, env = request.app[SERVICES], request.app[PAGES]
-    context = {**_practice(services), "lang": lang, **ctx}
+    context = localize({**_practice(services), "lang": lang, **ctx}, lang,
+                       services.cfg.practice.timezone)
     context.setdefault("terms_version", terms_version(env, context))
     html = page_template(env, name, lang).render(**context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

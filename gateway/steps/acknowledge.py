@@ -9,6 +9,7 @@ import unicodedata
 
 from gateway import outbox
 from gateway.language import ENGLISH, notice_languages
+from gateway.notices import PerLanguage
 from gateway.steps.classify import subject_of
 from gateway.steps.route import removed_names
 from gateway.steps.thread import thread_token
@@ -19,8 +20,9 @@ _REPLY_PREFIXES = ("re:", "aw:", "fw:", "fwd:", "rv:", "res:")
 
 def practice_context(cfg) -> dict:
     p = cfg.practice
+    hours = PerLanguage({"en": p.office_hours, **p.office_hours_by_language})
     return {"practice_name": p.name, "office_phone": p.office_phone,
-            "office_hours": p.office_hours, "after_hours_line": p.after_hours_line,
+            "office_hours": hours, "after_hours_line": p.after_hours_line,
             "after_hours_name": p.after_hours_name, "portal_url": cfg.gateway.portal_url}
 
 

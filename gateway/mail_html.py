@@ -35,7 +35,16 @@ def _block(lines: list[str], links: frozenset) -> str:
         items = "".join(f"<li>{_inline(_ITEM.sub('', line), links)}</li>" for line in lines)
         return f'<ul style="padding-left:1.25em;margin:0 0 1em">{items}</ul>'
     body = "<br>".join(_inline(line.strip(), links) for line in lines)
-    return f'<p style="margin:0 0 1em">{body}</p>'
+    return f'<p style="margin:0 0 1em">{_shout(body)}</p>'
+
+
+def _shout(body: str) -> str:
+    """A paragraph that opens with a sentence in capitals ("IF THIS IS AN EMERGENCY, CALL
+    911.") shows that sentence in bold."""
+    m = re.match(r"([^.!?<]{10,}?[.!?])(\s|$)", body)
+    if m and m.group(1) == m.group(1).upper() and sum(c.isalpha() for c in m.group(1)) > 8:
+        return f"<strong>{m.group(1)}</strong>{body[m.end(1):]}"
+    return body
 
 
 def blocks(text: str) -> list[list[str]]:

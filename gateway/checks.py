@@ -35,7 +35,7 @@ def check_templates(cfg) -> list[str]:
     problems = []
     if not (cfg.templates_dir / "mail").is_dir():
         return [f"{cfg.templates_dir / 'mail'}: folder missing"]
-    problems += _check_names(cfg, notices, "en", notices.names())
+    problems += _check_names(notices, "en", notices.names())
     for lang in notices.locales():
         problems += check_locale(cfg, notices, lang)
     return problems
@@ -57,10 +57,10 @@ def check_locale(cfg, notices: Notices, lang: str) -> list[str]:
             diff = sorted(en_vars ^ own_vars)
             problems.append(f"{folder / name}.txt: variables differ from English: "
                             f"{', '.join(diff)}")
-    return problems + _check_names(cfg, notices, lang, sorted(own & english))
+    return problems + _check_names(notices, lang, sorted(own & english))
 
 
-def _check_names(cfg, notices: Notices, lang: str, names) -> list[str]:
+def _check_names(notices: Notices, lang: str, names) -> list[str]:
     problems = []
     for name in names:
         where = str(notices.path(name, lang))

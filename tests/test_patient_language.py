@@ -137,3 +137,20 @@ async def test_paragraphs_are_not_hard_wrapped_and_travel_quoted_printable(servi
     line = next(x for x in decoded.splitlines() if x.startswith("IF THIS IS"))
     assert line.endswith("time-sensitive matters.")  # one paragraph, one line
     assert "guideline" not in plain(ack).lower()
+
+
+async def test_staff_copy_lists_removed_files_without_a_lone_bracket(services, gateway):
+    add_patient(services)
+    msg = patient_mail(subject="bill", body="Please see the attached bill, I was charged "
+                       "twice for my last visit.")
+    msg.add_attachment(b"%PDF-1.4\n%%EOF\n" * 20, maintype="application", subtype="pdf",
+                       filename="bill.pdf")
+    result = await smtp_send(gateway.inbound_port, "ana@example.com", [PORTAL],
+                             msg.as_bytes())
+    assert result[:2] == ("DATA", 250)
+    staff = read((await wait_for_mail(services.cfg.maildir_root,
+                                      "billing@practice.example.org"))[0])
+    text = staff.get_content()
+    assert "1 attachment(s) removed" in text and " - bill.pdf" in text
+    assert all(line.strip() not in ("[", "]") for line in text.splitlines())
+    assert staff["X-Portal-Language"] == "en"

@@ -91,7 +91,7 @@ def test_spanish_invite_opens_the_spanish_page_and_enrolls(services, server, pho
     fill_es(phone, account="9999", password="corta")
     text = phone.get_by_role("alert").inner_text()
     assert "Corrija estos 2 puntos" in text
-    assert "no coincide con nuestros registros" in text and "le quedan 4 intento" in text
+    assert "no coincide con nuestros registros" in text and "le quedan 4 intentos antes" in text
     assert "al menos 12 caracteres (la suya tiene 5)" in text
     accessible(phone, "es")
     phone.screenshot(path=str(SHOTS / "enroll-es-error-phone.png"), full_page=True)
@@ -164,3 +164,6 @@ def test_every_closed_state_and_message_has_spanish_words():
     for message in samples:
         assert wording.say("es", message) != message, message
     assert wording.say("fr", samples[0]) == samples[0]
+    one = wording.say("es", "That account number does not match our records. Check it on "
+                            "your statement (1 try left before this link stops working).")
+    assert "(le queda 1 intento antes de que" in one

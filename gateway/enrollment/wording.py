@@ -45,8 +45,10 @@ _ES = [
      "Escriba su número de cuenta de paciente (aparece en sus estados de cuenta)."),
     (r"That account number does not match our records\. Check it on your statement "
      r"\((\d+) tr(?:y|ies) left before this link stops working\)\.",
-     "Ese número de cuenta no coincide con nuestros registros. Verifíquelo en su estado de "
-     "cuenta (le quedan {0} intento(s) antes de que este enlace deje de funcionar)."),
+     lambda left: ("Ese número de cuenta no coincide con nuestros registros. Verifíquelo en "
+                   "su estado de cuenta (" + ("le queda 1 intento" if left == "1" else
+                                              f"le quedan {left} intentos")
+                   + " antes de que este enlace deje de funcionar).")),
     (r"This form could not be checked .*",
      "No pudimos verificar este formulario (estaba abierto en otra ventana o las cookies "
      "están bloqueadas). Llénelo otra vez y envíelo."),
@@ -64,7 +66,7 @@ def say(lang: str, message: str) -> str:
     for pattern, text in MESSAGES.get(lang, ()):
         m = pattern.fullmatch(message)
         if m:
-            return text.format(*m.groups())
+            return text(*m.groups()) if callable(text) else text.format(*m.groups())
     return message
 
 

@@ -11,7 +11,7 @@ SAMPLE = {
     "after_hours_name": "Example Hospital", "due": "Wednesday at 10:00 AM",
     "removed_files": ["scan.pdf"], "removed_more": 0, "removed_count": 1,
     "enroll_link": "https://portal.example.org/enroll?token=x",
-    "expires": "December 9", "suspend_reason": "sample reason",
+    "expires": "December 9", "suspend_reason": "sample reason", "message_ref": "M-1",
     # staff-facing only
     "subject_prefix": "[Portal: other]", "subject": "Sample", "urgent": False,
     "category": "other", "text": "Sample text", "history": "", "account_number": "1001",
@@ -37,20 +37,81 @@ def check_templates(cfg) -> list[str]:
     problems = []
     if not (cfg.templates_dir / "mail").is_dir():
         return [f"{cfg.templates_dir / 'mail'}: folder missing"]
-    for name in notices.names():
-        where = f"{cfg.templates_dir / 'mail' / name}.txt"
+    problems += _check_names(notices, "en", notices.names())
+    for lang in notices.locales():
+        problems += check_locale(cfg, notices, lang)
+    return problems
+
+
+def check_locale(cfg, notices: Notices, lang: str) -> list[str]:
+    """A locale has every patient-facing English template, with the same variables, and
+    nothing English lacks; each of its templates renders."""
+    folder = cfg.templates_dir / "mail" / lang
+    english = set(notices.names())
+    own = set(notices.names(lang))
+    problems = [f"{folder / name}.txt: missing (English has templates/mail/{name}.txt)"
+                for name in sorted(english - own) if is_patient_template(name)]
+    problems += [f"{folder / name}.txt: no English template templates/mail/{name}.txt"
+                 for name in sorted(own - english)]
+    for name in sorted(own & english):
+        en_vars, own_vars = notices.variables(name), notices.variables(name, lang)
+        if en_vars != own_vars:
+            diff = sorted(en_vars ^ own_vars)
+            problems.append(f"{folder / name}.txt: variables differ from English: "
+                            f"{', '.join(diff)}")
+    return problems + _check_names(notices, lang, sorted(own & english))
+
+
+def _check_names(notices: Notices, lang: str, names) -> list[str]:
+    problems = []
+    for name in names:
+        where = str(notices.path(name, lang))
         if is_patient_template(name):
-            extra = sorted(notices.variables(name) - allowed_variables(name))
+            extra = sorted(notices.variables(name, lang) - allowed_variables(name))
             if extra:
                 problems.append(f"{where}: patient-facing template uses variable(s) not "
                                 f"allowed: {', '.join(extra)}")
                 continue
         try:
-            notices.render(name, **SAMPLE)
+            notices.render(name, lang, **SAMPLE)
         except TemplateError as e:
             problems.append(f"{where}: {e}")
     return problems
 
 
+def check_pages(cfg) -> list[str]:
+    """Each language folder under templates/pages/ has every English page, nothing more,
+    and terms with the same version as the English terms."""
+    import jinja2
+    pages = cfg.templates_dir / "pages"
+    english = {p.name for p in pages.glob("*.html")} - {"base.html"}
+    problems = []
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(cfg.templates_dir)))
+    version = _terms_version(env, "pages/terms.html", problems)
+    for folder in sorted(p for p in pages.iterdir() if p.is_dir()) if pages.is_dir() else ():
+        own = {p.name for p in folder.glob("*.html")}
+        problems += [f"{folder / n}: missing (English has templates/pages/{n})"
+                     for n in sorted(english - own)]
+        problems += [f"{folder / n}: no English page templates/pages/{n}"
+                     for n in sorted(own - english - {"base.html"})]
+        if "terms.html" in own:
+            rel = f"pages/{folder.name}/terms.html"
+            theirs = _terms_version(env, rel, problems)
+            if theirs != version:
+                problems.append(f"{cfg.templates_dir / rel}: terms_version {theirs!r} differs "
+                                f"from the English terms ({version!r})")
+    return problems
+
+
+def _terms_version(env, rel: str, problems: list) -> str | None:
+    try:
+        module = env.get_template(rel).make_module(
+            {k: v for k, v in SAMPLE.items()})
+        return str(getattr(module, "terms_version", None))
+    except Exception as e:  # a broken page is reported, not raised
+        problems.append(f"{rel}: {e}")
+        return None
+
+
 def check_all(cfg) -> list[str]:
-    return check_rules(cfg) + check_templates(cfg)
+    return check_rules(cfg) + check_templates(cfg) + check_pages(cfg)

@@ -120,6 +120,8 @@ class PracticeSection:
     name: str = "Example Women's Health"
     office_phone: str = "(555) 010-0100"
     office_hours: str = "Monday to Friday, 8 a.m. to 5 p.m."
+    # office_hours in other languages (ISO 639-1 code -> words); English words otherwise
+    office_hours_by_language: dict = field(default_factory=dict)
     after_hours_line: str = "(555) 010-0199"
     after_hours_name: str = "Example Community Hospital"
     timezone: str = "America/Los_Angeles"

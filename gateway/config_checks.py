@@ -15,7 +15,7 @@ def validate(cfg: Config, fname: str) -> None:
         raise ConfigError(f"{fname}: [{section}] {key}: {msg}")
 
     _validate_imap(cfg, fname)
-    for check in (_delivery, _routing, _smtp, _policy_and_gateway, _security_and_http):
+    for check in (_delivery, _routing, _smtp, _policy_and_gateway, _security_and_http, _practice):
         check(cfg, err)
 
 
@@ -63,6 +63,16 @@ def _smtp(cfg: Config, err) -> None:
     if cfg.smtp.max_message_bytes <= 0:
         err("smtp", "max_message_bytes", "must be positive")
     _validate_smtp_limits(cfg.smtp, lambda key, msg: err("smtp", key, msg))
+
+
+def _practice(cfg: Config, err) -> None:
+    for code, words in cfg.practice.office_hours_by_language.items():
+        if not (len(code) == 2 and code.isascii() and code.isalpha() and code.islower()):
+            err("practice", "office_hours_by_language",
+                f"{code!r} is not a two-letter ISO 639-1 code such as \"es\"")
+        if not isinstance(words, str) or not words.strip():
+            err("practice", "office_hours_by_language", f"{code}: expected the office hours "
+                "as text")
 
 
 def _policy_and_gateway(cfg: Config, err) -> None:

@@ -34,6 +34,7 @@ class Patient(Base):
     # HMAC of the normalised address (gateway.crypto.blind_index): one address, one patient
     email_index: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     state: Mapped[str] = mapped_column(String(2))
+    language: Mapped[str | None] = mapped_column(String(8))  # roster's ISO 639-1 code
     status: Mapped[str] = mapped_column(String(16), default="roster")  # roster|invited|active|suspended
     suspend_reason: Mapped[str | None] = mapped_column(EncryptedText("patients.suspend_reason"))
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,9 +1,15 @@
 """Every mail the gateway writes, rendered from ``templates/mail/`` (Jinja2).
 
-A mail template is a text file: a ``Subject:`` line, a blank line, then the body.  An optional
-``NAME.html`` beside ``NAME.txt`` adds an HTML alternative (autoescaped).  Undefined variables
-are errors (StrictUndefined).  Patient-facing templates may use only ``PATIENT_VARIABLES``;
-``check-config`` renders each template with sample data and enforces that list.
+A mail template is a text file: a ``Subject:`` line, a blank line, then the body, one line
+per paragraph (wrapping is the transport's job: the text goes out quoted-printable).
+English lives in ``templates/mail/NAME.txt``; another language in
+``templates/mail/<lang>/NAME.txt`` (ISO 639-1), with English as the fallback.  A
+patient-facing mail gets an HTML alternative built from the same text (gateway.mail_html),
+never a second hand-written template.  Datetime values are written in the mail's language
+(Babel) in the practice's time zone.  Undefined variables are errors (StrictUndefined).
+Patient-facing templates may use only ``PATIENT_VARIABLES``; ``check-config`` renders each
+template with sample data and enforces that list, and that every locale has the same
+templates with the same variables as English.
 Header values never carry CR or LF, whatever the variables hold.
 """
 from __future__ import annotations
@@ -15,6 +21,9 @@ from pathlib import Path
 
 import jinja2
 from jinja2 import meta
+
+from gateway import mail_html
+from gateway.clock import human
 
 # Guideline §10: what a patient-facing mail may contain.
 PATIENT_VARIABLES = frozenset({
@@ -30,7 +39,13 @@ STAFF_TEMPLATES = frozenset({
     "abuse_alert",
 })
 # The staff answer relayed to a patient carries the staff member's own words.
-EXTRA_VARIABLES = {"staff_answer": frozenset({"answer", "subject"})}
+EXTRA_VARIABLES = {"staff_answer": frozenset({"answer", "subject"}),
+                   # the acknowledgement names the patient's own (sanitised) subject
+                   "ack": frozenset({"subject", "message_ref"}),
+                   "emergency": frozenset({"subject", "message_ref"})}
+# Context values the gateway itself wrote, turned into links in the HTML alternative.
+LINK_VARIABLES = ("portal_url", "enroll_link")
+BILINGUAL_JOIN = " / "
 
 
 def is_patient_template(name: str) -> bool:
@@ -49,45 +64,104 @@ def one_line(value: str) -> str:
     return " ".join(str(value).replace("\r", " ").replace("\n", " ").split())
 
 
+class PerLanguage(dict):
+    """A context value worded per language ({'en': ..., 'es': ...}); a language without
+    its own words gets the English ones."""
+
+    def in_language(self, lang: str) -> str:
+        return self.get(lang) or self.get("en", "")
+
+    def __str__(self) -> str:
+        return self.in_language("en")
+
+
+def localize(context: dict, lang: str, timezone: str) -> dict:
+    """CONTEXT for a mail or page in LANG: datetimes in words, PerLanguage values chosen."""
+    def one(v):
+        if isinstance(v, dt.datetime):
+            return human(v, timezone, lang)
+        return v.in_language(lang) if isinstance(v, PerLanguage) else v
+    return {k: one(v) for k, v in context.items()}
+
+
+def _join_subjects(subjects: list[str]) -> str:
+    """'A - Practice', 'B - Practice' -> 'A / B - Practice'."""
+    subjects = list(dict.fromkeys(subjects))
+    tails = {s.rpartition(" - ")[2] for s in subjects}
+    if len(subjects) > 1 and len(tails) == 1 and all(" - " in s for s in subjects):
+        tail = tails.pop()
+        return BILINGUAL_JOIN.join(s.rpartition(" - ")[0] for s in subjects) + " - " + tail
+    return BILINGUAL_JOIN.join(subjects)
+
+
 class Notices:
-    def __init__(self, templates_dir: Path):
+    def __init__(self, templates_dir: Path, timezone: str = "UTC"):
         self.dir = Path(templates_dir)
+        self.timezone = timezone
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(self.dir)),
             undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+            autoescape=False,
             keep_trailing_newline=True,
         )
 
-    def names(self) -> list[str]:
-        return sorted(p.stem for p in (self.dir / "mail").glob("*.txt"))
+    def names(self, lang: str = "en") -> list[str]:
+        folder = self.dir / "mail" if lang == "en" else self.dir / "mail" / lang
+        return sorted(p.stem for p in folder.glob("*.txt"))
 
-    def variables(self, name: str) -> set[str]:
-        found: set[str] = set()
-        for ext in ("txt", "html"):
-            path = self.dir / "mail" / f"{name}.{ext}"
-            if path.exists():
-                ast = self.env.parse(path.read_text(encoding="utf-8"))
-                found |= meta.find_undeclared_variables(ast)
-        return found
+    def locales(self) -> list[str]:
+        """Languages with their own folder under templates/mail/ (English not included)."""
+        return sorted(p.name for p in (self.dir / "mail").iterdir()
+                      if p.is_dir() and len(p.name) == 2)
 
-    def render(self, name: str, **context) -> tuple[str, str, str | None]:
-        """(subject, text, html or None) for template NAME."""
+    def path(self, name: str, lang: str = "en") -> Path:
+        """The template file for NAME in LANG, or the English one when LANG has none."""
+        local = self.dir / "mail" / lang / f"{name}.txt"
+        return local if lang != "en" and local.is_file() else self.dir / "mail" / f"{name}.txt"
+
+    def variables(self, name: str, lang: str = "en") -> set[str]:
+        ast = self.env.parse(self.path(name, lang).read_text(encoding="utf-8"))
+        return set(meta.find_undeclared_variables(ast))
+
+    def _localize(self, context: dict, lang: str) -> dict:
+        return localize(context, lang, self.timezone)
+
+    def render(self, name: str, lang: str = "en", **context) -> tuple[str, str, str | None]:
+        """(subject, text, html or None) for template NAME in LANG."""
+        path = self.path(name, lang)
         try:
-            text = self.env.get_template(f"mail/{name}.txt").render(**context)
-            html_path = self.dir / "mail" / f"{name}.html"
-            html = (self.env.get_template(f"mail/{name}.html").render(**context)
-                    if html_path.exists() else None)
+            rel = path.relative_to(self.dir).as_posix()
+            text = self.env.get_template(rel).render(**self._localize(context, lang))
         except jinja2.TemplateError as e:
-            raise TemplateError(f"templates/mail/{name}: {e}") from e
+            raise TemplateError(f"templates/mail/{name} ({lang}): {e}") from e
         head, _, body = text.partition("\n\n")
         if not head.lower().startswith("subject:"):
-            raise TemplateError(f"templates/mail/{name}.txt: first line must be 'Subject: ...'")
+            raise TemplateError(f"{rel}: first line must be 'Subject: ...'")
+        html = (mail_html.document([(lang, body)], self._links(context))
+                if is_patient_template(name) else None)
         return one_line(head[len("subject:"):]), body, html
 
+    @staticmethod
+    def _links(context: dict) -> list[str]:
+        return [str(context[k]) for k in LINK_VARIABLES if context.get(k)]
+
+    def render_many(self, name: str, languages: list[str], **context):
+        """One mail in several languages, each complete, in the order given: subjects
+        joined by ' / ', texts one after the other, one HTML document with a part each."""
+        parts = [(lang, *self.render(name, lang, **context)[:2]) for lang in languages]
+        subject = _join_subjects([p[1] for p in parts])
+        text = "\n\n* * *\n\n".join(p[2].rstrip("\n") for p in parts) + "\n"
+        html = (mail_html.document([(p[0], p[2]) for p in parts], self._links(context))
+                if is_patient_template(name) else None)
+        return subject, text, html
+
     def build(self, name: str, *, sender: str, to: str, domain: str,
-              headers: dict | None = None, **context) -> EmailMessage:
-        subject, text, html = self.render(name, **context)
+              headers: dict | None = None, lang: str | list[str] = "en",
+              **context) -> EmailMessage:
+        languages = [lang] if isinstance(lang, str) else list(lang)
+        subject, text, html = (self.render(name, languages[0], **context)
+                               if len(languages) == 1
+                               else self.render_many(name, languages, **context))
         msg = EmailMessage()
         msg["From"] = sender
         msg["To"] = to
@@ -96,7 +170,9 @@ class Notices:
         msg["Message-ID"] = email.utils.make_msgid(domain=domain)
         for key, value in (headers or {}).items():
             msg[key] = one_line(value)
-        msg.set_content(text)
+        msg.set_content(text, cte="quoted-printable")
         if html is not None:
-            msg.add_alternative(html, subtype="html")
+            msg.add_alternative(html, subtype="html", cte="quoted-printable")
+        if is_patient_template(name):  # after the body: set_content drops Content-* headers
+            msg["Content-Language"] = ", ".join(languages)
         return msg

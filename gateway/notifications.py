@@ -10,6 +10,7 @@ import email.utils
 from email.message import EmailMessage
 
 from gateway import audit, outbox
+from gateway.language import patient_language
 from gateway.notices import one_line
 from gateway.steps.acknowledge import practice_context
 from gateway.steps.thread import open_thread, thread_token
@@ -61,4 +62,4 @@ def from_template(services, patient, kind: str) -> EmailMessage:
         name, sender=s.addresses.header_address(s.cfg.practice.name, s.addresses.portal),
         to=s.addresses.header_address(patient.display_name, patient.email),
         domain=s.addresses.domain, patient_name=patient.display_name,
-        **practice_context(s.cfg))
+        lang=patient_language(patient), **practice_context(s.cfg))

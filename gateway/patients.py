@@ -11,12 +11,14 @@ from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.addresses import normalize
+from gateway.language import normalize_code
 from gateway.models import Patient, address_index
 
 log = logging.getLogger("gateway.patients")
 
 STATUSES = ("roster", "invited", "active", "suspended")
 COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
+OPTIONAL_COLUMNS = ("language",)  # ISO 639-1 code of the language the patient reads
 
 
 class AddressTaken(Exception):
@@ -103,6 +105,9 @@ def _row_error(row: dict) -> str | None:
     email = (row.get("email") or "").strip()
     if email and not normalize(email):
         return f"invalid email address {email!r}"
+    language = (row.get("language") or "").strip()
+    if language and not normalize_code(language):
+        return f"language must be a two-letter ISO 639-1 code such as 'es', got {language[:20]!r}"
     return None
 
 
@@ -162,6 +167,8 @@ def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> No
               "last_name": " ".join(row["last_name"].split()),
               "email": normalize(row["email"]) if (row.get("email") or "").strip() else None,
               "state": row["state"].strip().upper()}
+    if "language" in row:  # a roster without the column leaves the stored language alone
+        values["language"] = normalize_code(row["language"])
     patient = by_account(session, acct)
     if patient is None:
         patient = Patient(account_number=acct, status="roster", **values)

@@ -23,8 +23,8 @@ from gateway import audit, metrics
 from gateway.addresses import LocalAddress
 from gateway.content.budget import Budget, OverBudget
 from gateway.decisions import CONTENT_TOO_COSTLY, UNKNOWN_RECIPIENT, Reject
-from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, loops,
-                           parse, route, staff, store, strip, thread)
+from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, language,
+                           loops, parse, route, staff, store, strip, thread)
 from gateway.steps.dedupe import skip_duplicate
 from gateway.smtp.limits import patient_rate
 
@@ -75,6 +75,7 @@ class Context:
     classification: object = None
     thread: object = None
     message: object = None
+    language: object = None  # gateway.language.Choice
 
 
 # Content steps: once per message, before the transaction, no database (CPU budget).
@@ -106,6 +107,7 @@ PATIENT_STEPS = (
     patient_rate,  # too many messages an hour: 451 4.7.1 and one staff alert
     loops.detect_automatic,
     classify.classify_message,  # the decision, with the thread's context
+    language.choose_language,
     thread.attach_thread,
     store.store_message,
     route.route_to_staff,

@@ -40,7 +40,7 @@ class Services:
                 fill_email_index(session)
         return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
                    addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
-                   notices=Notices(cfg.templates_dir),
+                   notices=Notices(cfg.templates_dir, cfg.practice.timezone),
                    classifier=Classifier.load(cfg.rules_dir),
                    resolver=Resolver.from_config(cfg.policy))
 
@@ -55,7 +55,7 @@ class Services:
     def reload(self) -> None:
         """Reload rules and templates; on error the old ones stay and the error is raised."""
         classifier = Classifier.load(self.cfg.rules_dir)
-        notices = Notices(self.cfg.templates_dir)
+        notices = Notices(self.cfg.templates_dir, self.cfg.practice.timezone)
         self.classifier, self.notices = classifier, notices  # one swap, no half state
         try:
             keys.reload(self.cfg)  # a key added since start (keys rotate) becomes current

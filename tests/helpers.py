@@ -10,10 +10,10 @@ from gateway.models import Patient
 
 
 def add_patient(services, account="1001", email="ana@example.com", state="CA",
-                status="active", first="Ana", last="Lopez") -> int:
+                status="active", first="Ana", last="Lopez", language=None) -> int:
     with services.transaction() as session:
         p = Patient(account_number=account, first_name=first, last_name=last,
-                    email=email.lower(), state=state, status=status)
+                    email=email.lower(), state=state, status=status, language=language)
         session.add(p)
         session.flush()
         return p.id

@@ -86,6 +86,7 @@ def test_patient_template_with_non_allowed_variable_fails_check_config(tmp_path)
     cfg = load_config(write_config(tmp_path, "sqlite:///unused.db"),
                       overrides={"gateway": {"templates_dir": str(templates)}})
     problems = check_templates(cfg)
-    assert len(problems) == 1
+    assert len(problems) == 2  # the variable, and the Spanish ack no longer matching
     assert "ack.txt" in problems[0] and "not allowed: text" in problems[0]
+    assert "es/ack.txt" in problems[1] and "differ from English" in problems[1]
     assert check_templates(load_config(write_config(tmp_path, "sqlite:///unused.db"))) == []

@@ -1,5 +1,6 @@
 """Privacy canary: unique strings seeded into names, addresses, subjects, bodies and file
-names never appear in log output, SMTP replies, or mails whose template may not carry them."""
+names never appear in log output, SMTP replies, or mails whose template may not carry them
+(the acknowledgement names the patient's own subject and removed file names, never the body)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -57,8 +58,8 @@ async def test_no_phi_in_logs_replies_or_disallowed_mail(services, gateway):
     ack = read((await wait_for_mail(root, ADDRESS, 3))[0])
     ack_text = str(ack)
     assert FILE in ack_text  # removed file names may be listed to the patient
-    for canary in (SUBJECT, BODY):
-        assert canary not in ack_text
+    assert SUBJECT in ack_text  # so is the patient's own subject, to tell acks apart
+    assert BODY not in ack_text
     alerts = maildir_files(root, "security@practice.example.org")
     assert alerts, "the spoof of the story must have reached the security address"
     for path in alerts:

@@ -50,7 +50,7 @@ async def test_round_trip_through_staff_and_back(services, gateway):
     assert result[:2] == ("DATA", 250)
     answer_path = (await wait_for_mail(root, "ana@example.com", 2))[1]
     answer = read(answer_path)
-    body = answer.get_content()
+    body = answer.get_body(("plain",)).get_content()
     assert "Tuesday at 10 works" in body
     assert "PATIENTQUOTE" not in body  # quoted patient text trimmed
     assert b"staffpdf" not in answer_path.read_bytes()

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from gateway import outbox, patients
 from gateway.cli.common import (CommandError, add_config, err, output, progress_bar,
                                 services_from)
+from gateway.language import patient_language
 from gateway.models import Patient
 from gateway.steps.acknowledge import practice_context
 
@@ -59,7 +60,8 @@ def cmd_list(args) -> int:
             q = q.where(Patient.status == args.status)
         rows = [{"account_number": p.account_number, "first_name": p.first_name,
                  "last_name": p.last_name, "email": p.email, "state": p.state,
-                 "status": p.status, "undeliverable": p.undeliverable}
+                 "language": p.language, "status": p.status,
+                 "undeliverable": p.undeliverable}
                 for p in session.scalars(q)]
     output(args, rows, ["account_number", "first_name", "last_name", "email", "state",
                         "status"])
@@ -107,7 +109,7 @@ def _queue_suspension_notice(services, session, patient) -> None:
         to=s.addresses.header_address(patient.display_name, patient.email),
         domain=s.addresses.domain, headers={"Auto-Submitted": "auto-generated"},
         patient_name=patient.display_name, suspend_reason=patient.suspend_reason,
-        **practice_context(s.cfg))
+        lang=patient_language(patient), **practice_context(s.cfg))
     outbox.enqueue(session, s.addresses, msg, patient.email, "suspended", None, patient.id)
 
 

@@ -25,7 +25,8 @@ from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit, outbox, patients
-from gateway.clock import human, utcnow
+from gateway.clock import utcnow
+from gateway.language import patient_language
 from gateway.models import Invite, Patient, address_index
 
 log = logging.getLogger("gateway.invites")
@@ -46,8 +47,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def enroll_link(cfg, token: str) -> str:
-    return f"{cfg.http.public_url.rstrip('/')}/enroll?token={token}"
+def enroll_link(cfg, token: str, lang: str = "en") -> str:
+    """The enrollment page's address; a non-English invite opens the page in its language."""
+    suffix = "" if lang == "en" else f"&lang={lang}"
+    return f"{cfg.http.public_url.rstrip('/')}/enroll?token={token}{suffix}"
 
 
 def reminder_time(created: dt.datetime, expires: dt.datetime) -> dt.datetime:
@@ -182,12 +185,14 @@ def _queue_mail(session, services, template: str, invite: Invite, patient: Patie
                 token: str) -> None:
     from gateway.steps.acknowledge import practice_context
     s, cfg = services, services.cfg
+    lang = patient_language(patient)
     msg = s.notices.build(
         template, sender=s.addresses.header_address(cfg.practice.name, s.addresses.portal),
         to=s.addresses.header_address(patient.display_name, invite.email),
         domain=s.addresses.domain, headers={"Auto-Submitted": "auto-generated"},
-        patient_name=patient.display_name, enroll_link=enroll_link(cfg, token),
-        expires=human(invite.expires_at, cfg.practice.timezone), **practice_context(cfg))
+        patient_name=patient.display_name, lang=lang,
+        enroll_link=enroll_link(cfg, token, lang), expires=invite.expires_at,
+        **practice_context(cfg))
     outbox.enqueue(session, s.addresses, msg, invite.email, template, None, patient.id)
 
 

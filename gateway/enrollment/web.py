@@ -21,7 +21,9 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import re
 import secrets
+import urllib.parse
 
 import jinja2
 from aiohttp import web
@@ -31,6 +33,9 @@ from gateway import crypto
 from gateway.clock import utcnow
 from gateway.enrollment import enroll as enrollment
 from gateway.enrollment.ratelimit import RateLimiter, client_address
+from gateway.enrollment import wording
+from gateway.language import SUPPORTED, normalize_code
+from gateway.notices import localize
 
 log = logging.getLogger("gateway.http")
 
@@ -77,19 +82,49 @@ def _practice(services) -> dict:
     from gateway.steps.acknowledge import practice_context
     ctx = practice_context(services.cfg)
     ctx["portal_address"] = services.addresses.portal
+    ctx["office_phone_tel"] = re.sub(r"[^\d+]", "", str(ctx["office_phone"] or ""))
     return ctx
 
 
-def terms_version(env: jinja2.Environment, context: dict) -> str:
+# The page's language: ?lang= (the invite link's, or the switch's), else English.
+SWITCH = {"en": ("es", "Español", "Idioma"), "es": ("en", "English", "Language")}
+
+
+def page_lang(value) -> str:
+    code = normalize_code(value if isinstance(value, str) else None)
+    return code if code in SUPPORTED else "en"
+
+
+def _switch(lang: str, token: str) -> dict:
+    other, name, label = SWITCH[lang]
+    query = urllib.parse.urlencode({"token": token, "lang": other} if token else
+                                   {"lang": other})
+    return {"switch_url": f"/enroll?{query}", "switch_lang": other, "switch_name": name,
+            "switch_label": label}
+
+
+def page_template(env: jinja2.Environment, name: str, lang: str) -> jinja2.Template:
+    """pages/<lang>/NAME.html, or the English pages/NAME.html when LANG has none."""
+    if lang != "en":
+        try:
+            return env.get_template(f"pages/{lang}/{name}.html")
+        except jinja2.TemplateNotFound:
+            pass
+    return env.get_template(f"pages/{name}.html")
+
+
+def terms_version(env: jinja2.Environment, context: dict, lang: str = "en") -> str:
     """The version string the terms template sets: {% set terms_version = "..." %}."""
-    return str(env.get_template("pages/terms.html").make_module(context).terms_version)
+    return str(page_template(env, "terms", lang).make_module(context).terms_version)
 
 
-def _render(request: web.Request, name: str, status: int = 200, **ctx) -> web.Response:
+def _render(request: web.Request, name: str, status: int = 200, lang: str = "en",
+            **ctx) -> web.Response:
     services, env = request.app[SERVICES], request.app[PAGES]
-    context = {**_practice(services), **ctx}
+    context = localize({**_practice(services), "lang": lang, **ctx}, lang,
+                       services.cfg.practice.timezone)
     context.setdefault("terms_version", terms_version(env, context))
-    html = env.get_template(f"pages/{name}.html").render(**context)
+    html = page_template(env, name, lang).render(**context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
@@ -119,25 +154,29 @@ def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.
     return response
 
 
-def _form_page(request, token: str, status: int = 200, errors=None, account: str = ""):
+def _form_page(request, token: str, status: int = 200, errors=None, account: str = "",
+               lang: str = "en"):
     csrf = _csrf_value(request, token)
-    response = _render(request, "enroll", status, token=token, csrf=csrf,
-                       errors=errors or {}, account=account, closed=None)
+    response = _render(request, "enroll", status, lang, token=token, csrf=csrf,
+                       errors=wording.errors(lang, errors or {}), account=account,
+                       closed=None, **_switch(lang, token))
     return _with_csrf(request, response, csrf)
 
 
-def _closed_page(request, state: str) -> web.Response:
-    return _render(request, "enroll", STATUS_CLOSED.get(state, 410), token="", csrf="",
-                   errors={}, account="", closed=enrollment.CLOSED[state])
+def _closed_page(request, state: str, lang: str = "en", token: str = "") -> web.Response:
+    return _render(request, "enroll", STATUS_CLOSED.get(state, 410), lang, token="",
+                   csrf="", errors={}, account="", closed=wording.closed(lang, state),
+                   **_switch(lang, token))
 
 
 async def get_enroll(request: web.Request) -> web.Response:
     token = request.query.get("token", "")
+    lang = page_lang(request.query.get("lang"))
     now = request.app[CLOCK]()
     state = await asyncio.to_thread(enrollment.link_state, request.app[SERVICES], token, now)
     if state != "live":
-        return _closed_page(request, state)
-    return _form_page(request, token)
+        return _closed_page(request, state, lang, token[:200])
+    return _form_page(request, token, lang=lang)
 
 
 def _read_form(data) -> tuple[str, enrollment.Form]:
@@ -159,12 +198,13 @@ async def post_enroll(request: web.Request) -> web.Response:
                             status=429, headers={"Retry-After": str(int(wait) + 1)})
     data = await request.post()
     token, form = _read_form(data)
+    lang = page_lang(data.get("lang"))
     cookie, field = request.cookies.get(CSRF_COOKIE, ""), data.get("csrf", "")
     if not (cookie and isinstance(field, str) and hmac.compare_digest(cookie.encode(),
                                                                       field.encode())
             and csrf_ok(cookie, token)):
         log.info("enrollment form refused: csrf check failed")
-        return _form_page(request, token, 403, account=form.account, errors={
+        return _form_page(request, token, 403, account=form.account, lang=lang, errors={
             "form": "This form could not be checked (it was open in another window, or "
                     "cookies are blocked). Please fill it in again and send it."})
     services, env = request.app[SERVICES], request.app[PAGES]
@@ -172,11 +212,12 @@ async def post_enroll(request: web.Request) -> web.Response:
     outcome = await asyncio.to_thread(enrollment.enroll, services, token, form, version,
                                       request.app[CLOCK]())
     if outcome.closed:
-        return _closed_page(request, outcome.closed)
+        return _closed_page(request, outcome.closed, lang)
     if outcome.errors:
-        return _form_page(request, token, 400, errors=outcome.errors, account=form.account)
+        return _form_page(request, token, 400, errors=outcome.errors, account=form.account,
+                          lang=lang)
     services.committed()
-    response = _render(request, "enrolled", email=outcome.email)
+    response = _render(request, "enrolled", lang=lang, email=outcome.email)
     response.del_cookie(CSRF_COOKIE, path="/enroll")
     return response
 

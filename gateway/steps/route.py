@@ -49,6 +49,7 @@ def route_to_staff(ctx) -> None:
         "X-Portal-Rules": " ".join(cls.rule_ids) or "none",
         "X-Portal-Attachments-Removed": str(len(ctx.stripped.removed)),
         "X-Portal-Sender-Auth": ctx.auth.result if ctx.auth else "none",
+        "X-Portal-Language": ctx.language.detected if ctx.language else "en",
         "References": thread_ref, "In-Reply-To": thread_ref,
     }
     results = results_header(cfg.gateway.hostname, ctx.auth) if ctx.auth else None

@@ -11,6 +11,7 @@ from gateway import audit, outbox
 from gateway.auth.strict import strict_normalize
 from gateway.clock import utcnow
 from gateway.decisions import REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
+from gateway.language import patient_language
 from gateway.models import Attachment, Message, Patient
 from gateway.smtp.admission import is_staff
 from gateway.steps.acknowledge import practice_context
@@ -89,7 +90,8 @@ def relay_to_patient(ctx) -> None:
                                                           s.addresses.portal),
         to=s.addresses.header_address(patient.display_name, patient.email),
         domain=s.addresses.domain, headers=headers, subject=subject, answer=ctx.new_text,
-        patient_name=patient.display_name, **practice_context(s.cfg))
+        patient_name=patient.display_name, lang=patient_language(patient, ctx.new_text),
+        **practice_context(s.cfg))
     message_id = str(msg["Message-ID"])
     thread.last_message_id = message_id
     thread.ref_chain = " ".join(((thread.ref_chain or "") + " " + message_id).split()[-20:])

@@ -1,0 +1,117 @@
+"""Which language a patient reads: the roster's ``language`` column, else the language of
+the patient's own new text, else English.
+
+The detector is small on purpose: it tells English from Spanish (the only two languages
+with templates) by counting function words that belong to one language only, plus the
+letters and marks only Spanish uses (ñ, ¿, ¡, accented vowels).  It answers "unsure" for
+short text, for text in neither language and for text that mixes both, so the choice
+falls back to the roster and then to English.  bench/language_eval.py measures it on the
+holdout mail.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ENGLISH = "en"
+# Languages with a full set of patient templates and pages (English is the fallback).
+SUPPORTED = ("en", "es")
+
+# Function words and very common words that are not also words of the other language
+# ("a", "no", "me", "son", "come", "con" are left out on purpose).
+_WORDS = {
+    "en": frozenset("""
+        the and is are was were be been have has had do does did not my your our it its this
+        that these those i you he she we they what when where why how which who with for
+        from of to in on at by about after before since until today yesterday tomorrow
+        please thanks thank hi hello dear can could would should will just need want get
+        got feel feeling pain appointment doctor question results week weeks day days
+        morning night an or but if so very much more some any there here been still""".split()),
+    "es": frozenset("""
+        el la los las un una unos unas y es son está están estoy estaba fue ser estar
+        tengo tiene tienen tenía hay mi mis su sus tu nuestro que qué por para pero porque
+        cuando cuándo donde dónde como cómo muy más del al lo le les ya también hola buenos
+        buenas días tardes noches gracias favor quiero quisiera necesito puedo puede
+        pueden desde hasta ayer hoy mañana semana semanas dolor cita doctor doctora
+        médico resultados pregunta bebé sangre fiebre calentura embarazada embarazo mucho
+        mucha poco hace ahora todavía siento duele usted ustedes señor señora yo ella
+        ellos nosotros esta este estos estas eso esto sobre sin entre otra otro""".split()),
+}
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+_SPANISH_MARKS = re.compile(r"[ñ¿¡áéíóú]", re.IGNORECASE)
+MIN_WORDS = 4  # shorter text is never a sure guess
+MIN_HITS = 3   # the winner needs this many marker words
+RATIO = 3.0    # ... and this many times the other language's score
+
+
+@dataclass(frozen=True)
+class Guess:
+    language: str | None  # best candidate, None when nothing points anywhere
+    sure: bool
+
+
+def detect(text: str, limit: int = 20_000) -> Guess:
+    """Guess the language of TEXT (only its first LIMIT characters are read)."""
+    sample = (text or "")[:limit].lower()
+    words = _WORD.findall(sample)
+    scores = {lang: sum(1 for w in words if w in vocab) for lang, vocab in _WORDS.items()}
+    scores["es"] += min(len(_SPANISH_MARKS.findall(sample)), len(words)) * 0.5
+    best, other = sorted(scores, key=lambda k: (-scores[k], k))
+    if scores[best] == 0:
+        return Guess(None, False)
+    sure = (len(words) >= MIN_WORDS and scores[best] >= MIN_HITS
+            and scores[best] >= RATIO * max(scores[other], 0.5))
+    return Guess(best, sure)
+
+
+def normalize_code(value: str | None) -> str | None:
+    """An ISO 639-1 code ('es', 'ES', ' es ') as 'es'; None when blank or not a code."""
+    code = (value or "").strip().lower()
+    return code if len(code) == 2 and code.isascii() and code.isalpha() else None
+
+
+@dataclass(frozen=True)
+class Choice:
+    language: str   # the language the patient's mail is written in (a SUPPORTED one)
+    detected: str   # what staff see in X-Portal-Language
+    sure: bool      # False: the emergency notice adds a second language
+
+
+def choose(roster_language: str | None, text: str) -> Choice:
+    """Roster language first, else the text's language when the guess is sure, else
+    English.  `sure` is True only when English is not in doubt or the language is known."""
+    guess = detect(text)
+    roster = normalize_code(roster_language)
+    if roster in SUPPORTED:
+        language, sure = roster, True
+    elif guess.sure and guess.language in SUPPORTED:
+        language, sure = guess.language, True
+    else:
+        language, sure = ENGLISH, False
+    detected = guess.language if guess.sure and guess.language else (roster or language)
+    if language == ENGLISH and guess.sure and guess.language != ENGLISH:
+        sure = False  # the roster says English but the patient wrote in something else
+    return Choice(language, detected, sure)
+
+
+def notice_languages(choice: Choice) -> list[str]:
+    """Languages of the emergency notice, in order: the patient's first, English too
+    whenever the language is not English or the guess is unsure."""
+    if choice.language != ENGLISH:
+        return [choice.language, ENGLISH]
+    if choice.sure:
+        return [ENGLISH]
+    if choice.detected in SUPPORTED and choice.detected != ENGLISH:
+        return [choice.detected, ENGLISH]  # the patient wrote in it: theirs first
+    return [ENGLISH, "es"]  # nothing known: English first, Spanish for the likeliest reader
+
+
+def patient_language(patient, text: str = "") -> str:
+    """The language of mail that answers no new patient text: invites, notifications and
+    the suspension notice follow the roster, else English; a staff answer passes its own
+    TEXT, whose language (when sure) decides, so the footer matches the answer."""
+    guess = detect(text) if text else Guess(None, False)
+    if guess.sure and guess.language in SUPPORTED:
+        return guess.language
+    roster = normalize_code(getattr(patient, "language", None))
+    return roster if roster in SUPPORTED else ENGLISH

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
 
-from gateway.cli.common import add_config, print_json_lines, services_from
+from gateway.cli.common import (Progress, add_config, human_cell, print_json_lines,
+                                services_from)
 
 EXAMPLES = """examples:
   portal-gateway purge --dry-run          # what would go, nothing changes
@@ -18,7 +19,7 @@ def register(sub) -> None:
                        "[gateway] retention_days ago (metadata and audit stay)",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="count only, change nothing")
-    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     add_config(p)
     p.set_defaults(func=cmd_purge)
 
@@ -27,19 +28,13 @@ def cmd_purge(args) -> int:
     from gateway import retention
     services = services_from(args)
     days = services.cfg.gateway.retention_days
-    show = sys.stderr.isatty() and not args.json
-
-    def progress(report) -> None:
-        if show:
-            print(f"\r{report.threads} threads ...", end="", file=sys.stderr, flush=True)
-
+    bar = Progress("purging" if not args.dry_run else "counting") if not args.json else None
     try:
-        report = retention.purge(services, dry_run=args.dry_run, actor="cli",
-                                 progress=progress)
+        with bar or contextlib.nullcontext():
+            report = retention.purge(services, dry_run=args.dry_run, actor="cli",
+                                     progress=lambda r: bar and bar(r.threads))
     finally:
         services.close()
-    if show:
-        print(file=sys.stderr)
     row = {"dry_run": bool(args.dry_run), "retention_days": days, **report.as_dict()}
     if args.json:
         print_json_lines([row])
@@ -49,6 +44,6 @@ def cmd_purge(args) -> int:
         return 0
     verb = "would purge" if args.dry_run else "purged"
     print(f"{verb}: {report.messages} messages and {report.outbox} sent mails in "
-          f"{report.threads} threads that ended before {report.cutoff:%Y-%m-%d %H:%M} UTC "
+          f"{report.threads} threads that ended before {human_cell(report.cutoff, services.cfg.practice.timezone)} "
           f"(retention {days} days)")
     return 0

@@ -15,7 +15,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from gateway import notifications, patients
+from gateway import metrics, notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL
 from gateway.smtp.inbound import has_bare_line_endings, session_id, smtp_factory
@@ -51,6 +51,8 @@ class Authenticator:
             ok = False
         if ok:
             self._ok.add(key)
+        else:
+            metrics.auth_failure("submission")
         log.info("auth", extra={"session": session_id(session), "success": ok})
         return AuthResult(success=ok, handled=False)
 

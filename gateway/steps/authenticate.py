@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from gateway import audit, outbox
+from gateway import audit, metrics, outbox
 from gateway.auth.verdict import Verdict, from_upstream, verify
 from gateway.decisions import REFUSED_SENDER, Reject
 
@@ -48,6 +48,7 @@ def authenticate_sender(ctx) -> None:
     ctx.auth = verdict_for(ctx)
     if ctx.auth.result != "fail":
         return
+    metrics.auth_failure("sender")
     alert = security_alert(ctx.services, ctx.patient.id, ctx.patient.account_number, ctx.auth,
                            hashlib.sha256(ctx.inbound.raw).hexdigest(), ctx.inbound.source)
     if ctx.services.cfg.policy.require_aligned_auth:

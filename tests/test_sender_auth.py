@@ -1,4 +1,4 @@
-"""Sender authentication (§4): spoofed patients are caught; From-header tricks refused."""
+"""Sender authentication: spoofed patients are caught; From-header tricks refused."""
 from __future__ import annotations
 
 import email

@@ -1,4 +1,4 @@
-"""invite ACCOUNT [--email ADDR] | invite --pending: enrollment invitations (§12)."""
+"""invite ACCOUNT [--email ADDR] | invite --pending: enrollment invitations."""
 from __future__ import annotations
 
 from gateway.cli.common import CommandError, Progress, add_config, err, services_from

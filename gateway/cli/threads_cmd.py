@@ -1,4 +1,4 @@
-"""threads list | close: conversations and their reply deadlines (§8)."""
+"""threads list | close: conversations and their reply deadlines."""
 from __future__ import annotations
 
 from gateway.cli.common import (CommandError, add_config, add_json, add_limit, output,

@@ -1,4 +1,4 @@
-"""The HTTP listener: the enrollment page (§12), /healthz and /metrics (§13).
+"""The HTTP listener: the enrollment page, /healthz and /metrics.
 
 ``GET /enroll?token=T`` shows the form (or why the link cannot be used); ``POST /enroll``
 checks everything (gateway.enrollment.enroll) and shows what happens next.  Pages are

@@ -1,4 +1,4 @@
-"""RCPT-time decisions (§4): who may write to which of our addresses.
+"""RCPT-time decisions: who may write to which of our addresses.
 
 Blocking (database) code: the SMTP handler runs it in a worker thread.
 """

@@ -1,4 +1,4 @@
-"""The submission listener (§10): the portal application sends patient notifications.
+"""The submission listener: the portal application sends patient notifications.
 
 AUTH PLAIN/LOGIN against argon2 hashes from config, over TLS except on loopback.  Each
 recipient must be an active patient (550 5.1.1 per bad recipient, the others still go);

@@ -1,5 +1,5 @@
 """Step: acknowledge the patient's message with the reply deadline, or send the
-emergency notice instead (§7).  Automatic mail is never answered (RFC 3834)."""
+emergency notice instead.  Automatic mail is never answered (RFC 3834)."""
 from __future__ import annotations
 
 from gateway import outbox

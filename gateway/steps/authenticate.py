@@ -1,4 +1,4 @@
-"""Step: sender authentication (§4).
+"""Step: sender authentication.
 
 A message whose From claims an enrolled patient but fails authentication is a spoofing
 attempt: with ``require_aligned_auth`` it is refused (the uniform 550 5.7.1), otherwise it

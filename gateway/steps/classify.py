@@ -1,4 +1,4 @@
-"""Step: set quoted history and signature aside, then classify the new text (§6)."""
+"""Step: set quoted history and signature aside, then classify the new text."""
 from __future__ import annotations
 
 from gateway.classification import split_reply

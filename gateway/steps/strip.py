@@ -1,4 +1,4 @@
-"""Step: remove every attachment (§5); only the patient's text goes on."""
+"""Step: remove every attachment; only the patient's text goes on."""
 from __future__ import annotations
 
 from gateway.content.strip import strip_message

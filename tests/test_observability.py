@@ -131,3 +131,33 @@ def test_urgent_thread_gauges_count_open_urgent_threads(services):
     assert found["portal_urgent_threads_due_soon"] == 1
     assert found["portal_threads_overdue"] == 2
     assert found["portal_quarantine_held"] == 0
+
+
+async def test_submission_refusals_are_audited_and_bad_logins_counted(submission_gw):
+    import aiosmtplib
+
+    from tests.test_submission import notification, submit
+    gw = submission_gw
+    add_patient(gw.s)
+    before = metrics.AUTH_FAILURES.labels("submission")._value.get()
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError):
+        await submit(gw, notification(), ["ana@example.com"], login=("portal_app", "wrong"))
+    assert metrics.AUTH_FAILURES.labels("submission")._value.get() > before
+    with pytest.raises(aiosmtplib.SMTPDataError):
+        await submit(gw, notification("newsletter"), ["ana@example.com"])
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await submit(gw, notification(), ["not-a-patient@example.org"])
+    with gw.s.factory() as session:
+        rows = session.scalars(select(Audit).where(Audit.action == "message.refused")
+                               .order_by(Audit.id)).all()
+    assert [(r.actor, r.detail["reason"], r.detail["reply"]) for r in rows] == [
+        ("submission", "kind", "550 5.7.1"),
+        ("submission", "rcpt-not-active-patient", "550 5.1.1")]
+    assert "not-a-patient" not in json.dumps([r.detail for r in rows])
+
+
+@pytest.fixture
+async def submission_gw(tmp_path, db_url, config):
+    from tests.test_submission import gw as make
+    async for gateway in make.__wrapped__(tmp_path, db_url, config):
+        yield gateway

@@ -15,7 +15,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from gateway import metrics, notifications, patients
+from gateway import audit, metrics, notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL
 from gateway.smtp.inbound import has_bare_line_endings, session_id, smtp_factory
@@ -81,7 +81,8 @@ class SubmissionHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if not await asyncio.to_thread(_recipient_ok, self.services, address):
-            return NOT_A_PATIENT
+            return await self._refuse(session_id(session), "rcpt-not-active-patient",
+                                      NOT_A_PATIENT)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -89,16 +90,14 @@ class SubmissionHandler:
         sid = session_id(session)
         raw = envelope.original_content or b""
         if has_bare_line_endings(raw):
-            return BARE_LINE_ENDING
+            return await self._refuse(sid, "bare-line-ending", BARE_LINE_ENDING)
         refused = check_content(raw, self.services.cfg.smtp)
         if refused is not None:
-            log.info("notification refused", extra={"session": sid, "reason": refused[1]})
-            return refused[0]
+            return await self._refuse(sid, refused[1], refused[0])
         msg, _ = parse_bytes(raw)
         kind = notifications.kind_of(msg)
         if not notifications.is_transactional(self.services.cfg, kind):
-            log.info("notification refused", extra={"session": sid, "reason": "kind"})
-            return notifications.NOT_TRANSACTIONAL
+            return await self._refuse(sid, "kind", notifications.NOT_TRANSACTIONAL)
         try:
             ids = await asyncio.to_thread(_queue, self.services, raw, envelope.rcpt_tos,
                                           kind, sid)
@@ -108,6 +107,12 @@ class SubmissionHandler:
             return TEMPFAIL
         log.info("notification queued", extra={"session": sid, "outbox": ids, "kind": kind})
         return ACCEPTED
+
+    async def _refuse(self, sid: str, reason: str, reply: str) -> str:
+        """Log and audit a refusal (its reason code, never an address); the reply."""
+        log.info("notification refused", extra={"session": sid, "reason": reason})
+        await asyncio.to_thread(audit.refusal, self.services, "submission", sid, reason, reply)
+        return reply
 
     async def handle_exception(self, error):
         log.error("submission session error", extra={"error": type(error).__name__})

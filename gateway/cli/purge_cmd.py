@@ -43,7 +43,7 @@ def cmd_purge(args) -> int:
         print("retention_days = 0: nothing is ever purged")
         return 0
     verb = "would purge" if args.dry_run else "purged"
+    cutoff = human_cell(report.cutoff, services.cfg.practice.timezone)
     print(f"{verb}: {report.messages} messages and {report.outbox} sent mails in "
-          f"{report.threads} threads that ended before {human_cell(report.cutoff, services.cfg.practice.timezone)} "
-          f"(retention {days} days)")
+          f"{report.threads} threads that ended before {cutoff} (retention {days} days)")
     return 0

@@ -1,4 +1,4 @@
-"""The gateway's own addresses (§3) and patient address normalisation.
+"""The gateway's own addresses and patient address normalisation.
 
 ``portal@D`` opens a conversation; ``reply+T@D``, ``staff+T@D`` and ``bounces+T@D`` carry a
 token: 128 random bits in lowercase base32 (local parts may be case-folded in transit), bound

@@ -2,7 +2,8 @@
 
 SIGTERM/SIGINT drain within ``[gateway] drain_seconds``: the listeners stop accepting, a
 session between transactions gets ``421`` and is closed, a transaction in progress may
-finish (its ``250`` only after its commit), the outbox worker finishes the send it is in;
+finish (its ``250`` only after its commit), the outbox worker goes on sending due mail
+(urgent first) until the deadline, so what was accepted just before the signal leaves now;
 what is still running at the deadline is cut (an SMTP client then has no ``250`` and
 retries; nothing is half-stored because every message is one transaction).  SIGHUP reloads
 rules and templates (a bad file keeps the old ones live).
@@ -133,7 +134,9 @@ class Gateway:
         self.sweeper.stop()
         for task in self.imap_tasks:
             task.poller.stop()  # each finishes the message it is in, then logs out
-        self.worker.stop()  # it finishes the send it is in, then releases the rest
+        # Due mail keeps going out (urgent first); no new send starts in the last moments,
+        # so the last outcome is recorded before the deadline.
+        self.worker.drain(end - min(2.0, deadline * 0.1))
         for runner in (self.http_runner, self.ops_runner):
             if runner is not None:
                 await runner.cleanup()
@@ -153,6 +156,7 @@ class Gateway:
                         extra={"sessions": len(remaining)})
             for proto in remaining:
                 self._close_session(proto)
+        self.worker.finish_when_idle()  # no session left that could queue more mail
         pending = [t for t in self.tasks if not t.done()]
         if pending:
             _, pending = await asyncio.wait(pending, timeout=max(0.0, end - loop.time()))

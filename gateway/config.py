@@ -20,7 +20,21 @@ CATEGORIES = ("appointment", "medical_question", "results", "billing", "surgery"
 
 
 class ConfigError(Exception):
-    """A problem with the configuration, naming file and field."""
+    """A problem with the configuration, naming file and field.  `problems` lists every
+    problem found (check-config shows them all at once); the message joins them."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+def _collect(problems: list[str], fn, *args):
+    """fn(*args), or None with its ConfigError's problems added to PROBLEMS."""
+    try:
+        return fn(*args)
+    except ConfigError as e:
+        problems.extend(e.problems)
+        return None
 
 
 @dataclass
@@ -313,12 +327,18 @@ def build_section(name: str, cls, raw: dict, fname: str):
         raise ConfigError(f"{fname}: [{name}]: expected a table")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    values = {}
+    values, problems = {}, []
     for key, value in raw.items():
         where = f"{fname}: [{name}] {key}"
         if key not in known:
-            raise ConfigError(f"{where}: unknown key (known: {', '.join(sorted(known))})")
-        values[key] = _coerce(value, hints[key], where)
+            problems.append(f"{where}: unknown key (known: {', '.join(sorted(known))})")
+            continue
+        try:
+            values[key] = _coerce(value, hints[key], where)
+        except ConfigError as e:
+            problems.append(str(e))
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
     return cls(**values)
 
 
@@ -344,13 +364,17 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
 def build_config(raw: dict, path: Path) -> Config:
     """Validate parsed TOML; `path` is where it came from (relative paths start there)."""
     fname = str(path)
-    for section in raw:
-        if section not in SECTIONS:
-            raise ConfigError(f"{fname}: [{section}]: unknown section "
-                              f"(known: {', '.join(SECTIONS)})")
-    built = {name: build_section(name, cls, raw.get(name, {}), fname)
-             for name, cls in SECTIONS.items()}
+    problems = [f"{fname}: [{section}]: unknown section (known: {', '.join(SECTIONS)})"
+                for section in raw if section not in SECTIONS]
+    built = {}
+    for name, cls in SECTIONS.items():  # a bad section counts as defaults, to go on checking
+        built[name] = _collect(problems, build_section, name, cls, raw.get(name, {}),
+                               fname) or cls()
     cfg = Config(path=path, **built)
     from gateway.config_checks import validate  # the checks need the classes above
-    validate(cfg, fname)
+    _collect(problems, validate, cfg, fname)
+    if problems:
+        error = ConfigError("\n".join(problems), problems)
+        error.config = cfg  # what could be read, so check-config can go on to rules
+        raise error
     return cfg

@@ -10,13 +10,22 @@ from gateway.config import (CATEGORIES, Config, ConfigError, ImapAccount, ImapFo
 
 
 def validate(cfg: Config, fname: str) -> None:
-    """Cross-field checks; the first problem raises ConfigError naming file and field."""
-    def err(section, key, msg):
-        raise ConfigError(f"{fname}: [{section}] {key}: {msg}")
+    """Cross-field checks; raises one ConfigError listing every problem, each naming file
+    and field."""
+    problems: list[str] = []
 
-    _validate_imap(cfg, fname)
-    for check in (_delivery, _routing, _smtp, _policy_and_gateway, _security_and_http, _practice):
+    def err(section, key, msg):
+        problems.append(f"{fname}: [{section}] {key}: {msg}")
+
+    try:
+        _validate_imap(cfg, fname)
+    except ConfigError as e:
+        problems.extend(e.problems)
+    for check in (_delivery, _routing, _smtp, _policy_and_gateway, _security_and_http,
+                  _practice):
         check(cfg, err)
+    if problems:
+        raise ConfigError("\n".join(problems), problems)
 
 
 def _delivery(cfg: Config, err) -> None:

@@ -1,4 +1,4 @@
-"""The deadline sweeper (§8): staff reminders before a thread is due, an escalation to the
+"""The deadline sweeper: staff reminders before a thread is due, an escalation to the
 supervisor when it is overdue, and (with gateway.enrollment.invites) invite reminders and
 expiry.
 

@@ -1,7 +1,7 @@
 """Decisions a step can take about a message, and the SMTP words for them.
 
 The texts are uniform on purpose: a stranger never learns whether an address belongs to a
-patient, or why it was refused (§4).
+patient, or why it was refused.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics (§13): what the on-call person graphs and alerts on.
+"""Prometheus metrics: what the on-call person graphs and alerts on.
 
 Two kinds:
 
@@ -15,6 +15,7 @@ anything else into "other".
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import time
@@ -61,6 +62,9 @@ ATTACHMENTS_REMOVED = Counter(
 DELIVERY_ATTEMPTS = Counter(
     "portal_delivery_attempts", "Outbox delivery attempts by outcome "
     "(sent, temporary, permanent, expired)", ["outcome"], registry=REGISTRY)
+AUTH_FAILURES = Counter(
+    "portal_auth_failures", "Authentication failures: 'sender' (a patient's From failed "
+    "SPF/DKIM/DMARC), 'submission' (a wrong SMTP AUTH login)", ["kind"], registry=REGISTRY)
 RELOADS = Counter("portal_reloads", "SIGHUP reloads of rules and templates by outcome",
                   ["outcome"], registry=REGISTRY)
 IMAP_LAG = Gauge("portal_imap_lag_seconds", "Seconds since the IMAP account was last "
@@ -69,6 +73,7 @@ IMAP_LAST_OK = Gauge("portal_imap_last_success_timestamp_seconds", "When the IMA
                      "was last polled successfully (Unix time)", ["account"], registry=REGISTRY)
 
 _imap_ok: dict[str, float] = {}
+DUE_SOON_MINUTES = 15  # portal_urgent_threads_due_soon looks this far ahead
 
 
 # -- instrumentation points --------------------------------------------------------------
@@ -92,9 +97,14 @@ RCPT_REASONS = {"550 5.1.1": "unknown-recipient", "550 5.7.1": "sender-not-admit
                 "452 4.5.3": "too-many-recipients", "451 4.3.0": "tempfail"}
 
 
+def rcpt_reason(reply: str) -> str:
+    """The reason code of a refusal at RCPT, from its SMTP reply code (never the text)."""
+    return "rcpt-" + RCPT_REASONS.get(str(reply)[:9], "other")
+
+
 def rcpt_refused(reply: str, source: str = "smtp") -> None:
     """A refusal at RCPT, from its SMTP reply (only the code is read, never the text)."""
-    message_refused("rcpt-" + RCPT_REASONS.get(str(reply)[:9], "other"), source)
+    message_refused(rcpt_reason(reply), source)
 
 
 def message_tempfailed(source: str = "smtp") -> None:
@@ -114,6 +124,10 @@ def attachments_removed(items) -> None:
 def delivery_attempt(outcome: str) -> None:
     DELIVERY_ATTEMPTS.labels(_label(outcome, ("sent", "temporary", "permanent",
                                               "expired", "released"))).inc()
+
+
+def auth_failure(kind: str) -> None:
+    AUTH_FAILURES.labels(_label(kind, ("sender", "submission"))).inc()
 
 
 def reload(ok: bool) -> None:
@@ -178,6 +192,18 @@ class DatabaseCollector:
         g = GaugeMetricFamily("portal_threads_overdue", "Open threads past their due time")
         g.add_metric([], values["overdue"])
         yield g
+        g = GaugeMetricFamily("portal_urgent_threads_overdue",
+                              "Open urgent (emergency) threads past their due time")
+        g.add_metric([], values["urgent_overdue"])
+        yield g
+        g = GaugeMetricFamily("portal_urgent_threads_due_soon", "Open urgent (emergency) "
+                              f"threads due within {DUE_SOON_MINUTES} minutes, not yet past due")
+        g.add_metric([], values["urgent_due_soon"])
+        yield g
+        g = GaugeMetricFamily("portal_quarantine_held", "Messages held in quarantine after "
+                              "crashing the pipeline (portal-gateway quarantine list)")
+        g.add_metric([], values["quarantine_held"])
+        yield g
         g = GaugeMetricFamily("portal_invites", "Enrollment invites by state",
                               labels=["state"])
         for state in ("live", "used", "void", "expired", "locked"):
@@ -193,7 +219,10 @@ def snapshot(services, now) -> dict:
     """The database-derived numbers (also used by /healthz)."""
     from sqlalchemy import func, select
 
-    from gateway.models import Invite, Outbox, Patient, Thread
+    from gateway.models import Invite, Outbox, Patient, Quarantine, Thread
+
+    def count(session, model, *where) -> int:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
 
     def by(session, column) -> dict:
         return {k: n for k, n in session.execute(select(column, func.count()).group_by(column))}
@@ -207,7 +236,13 @@ def snapshot(services, now) -> dict:
                                            Outbox.next_attempt_at <= now))
         overdue = session.scalar(select(func.count()).select_from(Thread)
                                  .where(Thread.state == "open", Thread.due_at < now))
-        return {"outbox": outbox,
+        urgent_open = (Thread.state == "open", Thread.urgent.is_(True))
+        soon = now + dt.timedelta(minutes=DUE_SOON_MINUTES)
+        extra = {"urgent_overdue": count(session, Thread, *urgent_open, Thread.due_at < now),
+                 "urgent_due_soon": count(session, Thread, *urgent_open, Thread.due_at >= now,
+                                          Thread.due_at < soon),
+                 "quarantine_held": count(session, Quarantine, Quarantine.state == "held")}
+        return {**extra, "outbox": outbox,
                 "outbox_oldest_age": max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
                 "outbox_due_wait": max(0.0, (now - oldest_due).total_seconds())
                 if oldest_due else 0.0,

@@ -149,7 +149,7 @@ class Outbox(Base):
 
 
 class NoticeSent(Base):
-    """Caps refusal notices: one per address, reason and day (§4)."""
+    """Caps refusal notices: one per address, reason and day."""
     __tablename__ = "notices_sent"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     address: Mapped[str] = mapped_column(String(320))

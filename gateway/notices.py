@@ -25,7 +25,7 @@ from jinja2 import meta
 from gateway import mail_html
 from gateway.clock import human
 
-# Guideline §10: what a patient-facing mail may contain.
+# What a patient-facing mail may contain.
 PATIENT_VARIABLES = frozenset({
     "patient_name", "portal_url", "practice_name", "office_phone", "office_hours",
     "after_hours_line", "after_hours_name", "due", "removed_files", "removed_more",

@@ -1,4 +1,4 @@
-"""Portal notifications (§10): transactional mail from the portal application to patients.
+"""Portal notifications: transactional mail from the portal application to patients.
 
 Each notification opens a thread that remembers its kind and waits for the patient's reply
 (``Reply-To: reply+TOKEN``), so a reply lands in the right thread and leans to the right

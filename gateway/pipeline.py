@@ -114,7 +114,7 @@ PATIENT_STEPS = (
     acknowledge.acknowledge_patient,
 )
 
-# A staff member's answer to staff+TOKEN, relayed to the patient (§9).
+# A staff member's answer to staff+TOKEN, relayed to the patient.
 STAFF_STEPS = (
     admit.read_sender,
     skip_duplicate,

@@ -1,4 +1,4 @@
-"""Retention (§13): message text is purged ``[gateway] retention_days`` after its thread
+"""Retention: message text is purged ``[gateway] retention_days`` after its thread
 ended (answered or closed); metadata (who, when, category, rules, attachment log) and the
 audit trail stay.
 

@@ -1,4 +1,4 @@
-"""The deadline sweeper (§8) with an injected clock, on SQLite and PostgreSQL."""
+"""The deadline sweeper with an injected clock, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt

@@ -42,6 +42,8 @@ def snippets(path: Path) -> list[str]:
     """The code a reader would type: every line of an example file; in Markdown, the lines
     of fenced blocks and the inline `code` spans."""
     text = path.read_text()
+    if path.suffix in (".yml", ".json"):  # alert texts and panel descriptions: `code` only
+        return re.findall(r"`([^`\n]+)`", text)
     if path.suffix != ".md":
         return text.splitlines()
     out, prose, fenced = [], [], False

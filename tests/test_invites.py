@@ -1,4 +1,4 @@
-"""Enrollment invites (§12) on SQLite and PostgreSQL: refusals, hashed single-use links,
+"""Enrollment invites on SQLite and PostgreSQL: refusals, hashed single-use links,
 resend, reminder, expiry; and the enrollment checks behind the page."""
 from __future__ import annotations
 

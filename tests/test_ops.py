@@ -1,4 +1,4 @@
-"""Operations (§13, issue 8): metrics and health scraped from a running `serve`, SIGHUP
+"""Operations (issue 8): metrics and health scraped from a running `serve`, SIGHUP
 reload and SIGTERM drain with a live process, the audit trail of a whole patient story,
 retention, and the audit/purge commands."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attachment removal and text extraction (gateway.content.strip, SPEC 5)."""
+"""Attachment removal and text extraction (gateway.content.strip)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sender authentication (§4): is the header From's domain vouched for?
+"""Sender authentication: is the header From's domain vouched for?
 
 Two modes (``[policy] auth_mode``): ``upstream`` trusts Authentication-Results only from the
 practice's own MTA (``trusted_authserv_ids``; every other A-R header is ignored), and

@@ -4,11 +4,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from sqlalchemy import select
-
-from gateway.cli.common import CommandError, add_config, output, services_from
-from gateway.clock import utcnow
-from gateway.models import Audit, Patient
+from gateway.cli.common import (CommandError, add_config, add_json, add_limit, output,
+                                services_from)
 
 COLUMNS = ["at", "actor", "action", "object_type", "object_id", "account", "detail"]
 EXAMPLES = """examples:
@@ -31,8 +28,8 @@ def register(sub) -> None:
                     help="ISO date or time (UTC), or an age such as 30m, 24h, 7d, 2w")
     ls.add_argument("--action", metavar="PREFIX",
                     help="only actions starting with this (e.g. patient., message.refused)")
-    ls.add_argument("--limit", type=int, default=10000, help="at most this many (newest)")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_limit(ls, 10000)
+    add_json(ls)
     add_config(ls)
     ls.set_defaults(func=cmd_list)
 
@@ -42,6 +39,7 @@ def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
     value = value.strip()
     match = _AGO.match(value.lower())
     if match:
+        from gateway.clock import utcnow
         return (now or utcnow()) - dt.timedelta(**{_UNITS[match[2]]: int(match[1])})
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -54,6 +52,9 @@ def parse_since(value: str, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def cmd_list(args) -> int:
+    from sqlalchemy import select
+
+    from gateway.models import Audit, Patient
     since = parse_since(args.since) if args.since else None
     services = services_from(args)
     try:
@@ -75,11 +76,12 @@ def cmd_list(args) -> int:
                      "object_type": a.object_type, "object_id": a.object_id,
                      "account": account, "detail": a.detail or {}}
                     for a, account in session.execute(q)]
+        tz = services.cfg.practice.timezone
     finally:
         services.close()
     rows.reverse()
     if not args.json:
         for row in rows:
             row["detail"] = " ".join(f"{k}={v}" for k, v in sorted(row["detail"].items()))
-    output(args, rows, COLUMNS)
+    output(args, rows, COLUMNS, tz=tz)
     return 0

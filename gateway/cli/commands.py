@@ -1,41 +1,52 @@
 """serve, check-config, db upgrade, attachments list."""
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
-from sqlalchemy import select
-
-from gateway.cli.common import (CommandError, add_config, config_from, output,
-                                services_from)
+from gateway.cli.common import (CommandError, add_config, add_json, add_limit, config_from,
+                                output, services_from)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="run every listener and worker")
+    p = sub.add_parser("serve", help="run every listener and worker",
+                       description="Run the gateway: inbound SMTP (MX), submission SMTP, "
+                       "HTTP (enrollment page, /healthz, /metrics), the outbox worker, the "
+                       "deadline sweeper and IMAP pollers, in one process. Stop it with "
+                       "SIGTERM or Ctrl-C: it drains within [gateway] drain_seconds. SIGHUP "
+                       "reloads rules and templates.")
     add_config(p)
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("check-config", help="validate config, rules and templates")
+    p = sub.add_parser("check-config", help="validate config, rules and templates",
+                       description="Validate the config file, the rules and the templates "
+                       "(each rendered with sample data). Every problem is listed, each "
+                       "naming its file and field; exit 1 when there is any.")
     add_config(p)
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("db", help="database schema")
+    p = sub.add_parser("db", help="database schema",
+                       description="Database schema migrations.")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    up = dsub.add_parser("upgrade", help="apply schema migrations")
+    up = dsub.add_parser("upgrade", help="apply schema migrations",
+                         description="Apply every pending schema migration (the embedded "
+                         "SQLite default does this itself at start).")
     add_config(up)
     up.set_defaults(func=cmd_db_upgrade)
 
-    p = sub.add_parser("attachments", help="the attachment log")
+    p = sub.add_parser("attachments", help="the attachment log",
+                       description="The log of attachments removed from patients' mail.")
     asub = p.add_subparsers(dest="att_command", metavar="ACTION", required=True)
     ls = asub.add_parser("list", help="removed attachments, newest first")
     add_config(ls)
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.add_argument("--limit", type=int, default=200)
+    add_json(ls)
+    add_limit(ls, 200)
     ls.set_defaults(func=cmd_attachments_list)
 
 
 def cmd_serve(args) -> int:
+    import asyncio
+
     from gateway import logs
     from gateway.app import Gateway
     os.umask(0o077)  # whatever started us: the database and Maildir files are 0600
@@ -55,13 +66,23 @@ def cmd_serve(args) -> int:
 
 
 def cmd_check_config(args) -> int:
+    """Every problem at once: config fields, then rules and templates."""
+    import sys
+
     from gateway.checks import check_all
-    cfg = config_from(args)
-    problems = check_all(cfg)
+    from gateway.config import ConfigError, load_config
+    problems, cfg = [], None
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        problems, cfg = list(e.problems), getattr(e, "config", None)
+    if cfg is not None:
+        problems += check_all(cfg)
     for problem in problems:
-        print(problem)
+        print(problem, file=sys.stderr)
     if problems:
-        return 1
+        print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''}", file=sys.stderr)
+        return 2 if cfg is None or problems[0].startswith(str(cfg.path)) else 1
     print(f"{cfg.path}: OK")
     return 0
 
@@ -79,6 +100,8 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_attachments_list(args) -> int:
+    from sqlalchemy import select
+
     from gateway.models import Attachment, Message, Thread
     services = services_from(args)
     with services.factory() as session:
@@ -90,6 +113,6 @@ def cmd_attachments_list(args) -> int:
                  "size": a.size, "sha256": a.sha256, "reason": a.reason,
                  "removed_at": a.created_at} for a, tid in session.execute(q)]
     output(args, rows, ["id", "message_id", "filename", "declared_type", "sniffed_type",
-                        "size", "reason", "removed_at"])
+                        "size", "reason", "removed_at"], tz=services.cfg.practice.timezone)
     services.close()
     return 0

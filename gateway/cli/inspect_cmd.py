@@ -13,9 +13,10 @@ def register(sub) -> None:
                        "(offline)")
     add_config(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--context-kind", default=None,
+    p.add_argument("--context-kind", default=None, metavar="KIND",
                    help="pretend the message replies to a notification of this kind")
-    p.add_argument("files", nargs="+", metavar="FILE.eml")
+    p.add_argument("files", nargs="+", metavar="FILE.eml", help="saved messages (raw RFC "
+                   "5322, as a mail client's 'save as' or a Maildir file)")
     p.set_defaults(func=cmd_inspect)
 
 

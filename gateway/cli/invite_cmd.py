@@ -1,8 +1,7 @@
-"""invite ACCOUNT [--email ADDR] | invite --pending: enrollment invitations (§12)."""
+"""invite ACCOUNT [--email ADDR] | invite --pending: enrollment invitations."""
 from __future__ import annotations
 
-from gateway.cli.common import CommandError, add_config, err, progress_bar, services_from
-from gateway.clock import human
+from gateway.cli.common import CommandError, Progress, add_config, err, services_from
 
 
 def register(sub) -> None:
@@ -31,6 +30,7 @@ def cmd_invite(args) -> int:
             inv = invites.invite(services, args.account, args.email)
         except invites.InviteRefused as e:
             raise CommandError(f"not invited: {e}") from None
+        from gateway.clock import human
         print(f"invited patient {args.account} at {inv.email}; the link expires "
               f"{human(inv.expires_at, services.cfg.practice.timezone)}")
         return 0
@@ -40,7 +40,8 @@ def cmd_invite(args) -> int:
 
 def _pending(services) -> int:
     from gateway.enrollment import invites
-    report = invites.invite_pending(services, progress=progress_bar("inviting"))
+    with Progress("inviting") as progress:
+        report = invites.invite_pending(services, progress=progress)
     for account, reason in report.refused:
         err(f"{account}: not invited: {reason}")
     print(f"{report.sent} invited, {len(report.refused)} refused")

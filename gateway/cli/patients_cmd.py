@@ -3,33 +3,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
-
-from gateway import outbox, patients
-from gateway.cli.common import (CommandError, add_config, err, output, progress_bar,
+from gateway.cli.common import (CommandError, Progress, add_config, add_json, err, output,
                                 services_from)
-from gateway.language import patient_language
-from gateway.models import Patient
-from gateway.steps.acknowledge import practice_context
+
+# gateway.patients.STATUSES, repeated here so that --help need not import the models.
+STATUSES = ("roster", "invited", "active", "suspended")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("patients", help="the patient roster")
+    p = sub.add_parser("patients", help="the patient roster",
+                       description="The patient roster: import, list, status changes.")
     psub = p.add_subparsers(dest="patients_command", metavar="ACTION", required=True)
     imp = psub.add_parser("import", help="import a roster CSV (account_number, first_name, "
                           "last_name, email, state); idempotent")
-    imp.add_argument("csv", metavar="ROSTER.csv")
+    imp.add_argument("csv", metavar="ROSTER.csv", help="the roster file (UTF-8 CSV with a "
+                     "header line; optional columns language, birth_date)")
     ls = psub.add_parser("list", help="list patients")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.add_argument("--status", choices=patients.STATUSES)
+    add_json(ls)
+    ls.add_argument("--status", choices=STATUSES, help="only patients with this status")
     act = psub.add_parser("activate", help="make a roster patient active (the practice's "
                           "own portal handled registration)")
     sus = psub.add_parser("suspend", help="refuse a patient's mail (guideline 7); the "
                           "patient is told why by mail")
-    sus.add_argument("--reason", required=True)
+    sus.add_argument("--reason", required=True, metavar="TEXT",
+                     help="why, in words for the patient: it is mailed to them")
     rei = psub.add_parser("reinstate", help="make a suspended patient active again")
     for q in (act, sus, rei):
-        q.add_argument("account", metavar="ACCOUNT")
+        q.add_argument("account", metavar="ACCOUNT", help="the patient's account number")
     for q, fn in ((imp, cmd_import), (ls, cmd_list), (act, cmd_activate),
                   (sus, cmd_suspend), (rei, cmd_reinstate)):
         add_config(q)
@@ -42,9 +42,10 @@ def cmd_import(args) -> int:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise CommandError(f"{path}: cannot read: {e}") from None
+    from gateway import patients
     services = services_from(args)
-    with services.transaction() as session:
-        report = patients.import_roster(session, text, progress=progress_bar("importing"))
+    with services.transaction() as session, Progress("importing") as progress:
+        report = patients.import_roster(session, text, progress=progress)
     for line, problem in report.errors:
         err(f"{path}:{line}: {problem}")
     print(f"{path}: {report.added} added, {report.updated} updated, "
@@ -53,6 +54,9 @@ def cmd_import(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from sqlalchemy import select
+
+    from gateway.models import Patient
     services = services_from(args)
     with services.factory() as session:
         q = select(Patient).order_by(Patient.account_number)
@@ -65,10 +69,12 @@ def cmd_list(args) -> int:
                 for p in session.scalars(q)]
     output(args, rows, ["account_number", "first_name", "last_name", "email", "state",
                         "status"])
+    services.close()
     return 0
 
 
 def _change(args, allowed_from: tuple, to: str, reason: str | None = None) -> int:
+    from gateway import patients
     services = services_from(args)
     with services.transaction() as session:
         patient = patients.by_account(session, args.account)
@@ -102,6 +108,9 @@ def _check_can_be_active(cfg, patient) -> None:
 
 
 def _queue_suspension_notice(services, session, patient) -> None:
+    from gateway import outbox
+    from gateway.language import patient_language
+    from gateway.steps.acknowledge import practice_context
     s = services
     msg = s.notices.build(
         "suspended", sender=s.addresses.header_address(s.cfg.practice.name,

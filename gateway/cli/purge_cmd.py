@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
 
-from gateway.cli.common import add_config, print_json_lines, services_from
+from gateway.cli.common import (Progress, add_config, human_cell, print_json_lines,
+                                services_from)
 
 EXAMPLES = """examples:
   portal-gateway purge --dry-run          # what would go, nothing changes
@@ -19,7 +20,7 @@ def register(sub) -> None:
                        "[gateway] retention_days ago (metadata and audit stay)",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="count only, change nothing")
-    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.add_argument("--json", action="store_true", help="print the counts as one JSON object")
     add_config(p)
     p.set_defaults(func=cmd_purge)
 
@@ -35,20 +36,14 @@ def cmd_purge(args) -> int:
     from gateway import retention
     services = services_from(args)
     days = services.cfg.gateway.retention_days
-    show = sys.stderr.isatty() and not args.json
-
-    def progress(report) -> None:
-        if show:
-            print(f"\r{report.threads} threads ...", end="", file=sys.stderr, flush=True)
-
+    bar = Progress("purging" if not args.dry_run else "counting") if not args.json else None
     try:
-        report = retention.purge(services, dry_run=args.dry_run, actor="cli",
-                                 progress=progress)
+        with bar or contextlib.nullcontext():
+            report = retention.purge(services, dry_run=args.dry_run, actor="cli",
+                                     progress=lambda r: bar and bar(r.threads))
         expired = 0 if args.dry_run else _expire_quarantine(services)
     finally:
         services.close()
-    if show:
-        print(file=sys.stderr)
     row = {"dry_run": bool(args.dry_run), "retention_days": days, **report.as_dict(),
            "quarantine_expired": expired}
     if args.json:
@@ -58,8 +53,9 @@ def cmd_purge(args) -> int:
         print("retention_days = 0: nothing is ever purged")
         return 0
     verb = "would purge" if args.dry_run else "purged"
+    cutoff = human_cell(report.cutoff, services.cfg.practice.timezone)
     print(f"{verb}: {report.messages} messages and {report.outbox} sent mails in "
-          f"{report.threads} threads that ended before {report.cutoff:%Y-%m-%d %H:%M} UTC "
-          f"(retention {days} days); {report.attachment_names} attachment file names; "
+          f"{report.threads} threads that ended before {cutoff} (retention {days} days); "
+          f"{report.attachment_names} attachment file names; "
           + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.loose.items()))
     return 0

@@ -1,8 +1,8 @@
 """quarantine list, quarantine retry: messages that crashed the pipeline and were set aside."""
 from __future__ import annotations
 
-from gateway import quarantine
-from gateway.cli.common import CommandError, add_config, output, services_from
+from gateway.cli.common import (CommandError, add_config, add_json, add_limit, output,
+                                services_from, spinner)
 
 COLUMNS = ["id", "state", "attempts", "error_type", "step", "source", "size",
            "first_at", "held_at"]
@@ -12,21 +12,22 @@ def register(sub) -> None:
     p = sub.add_parser("quarantine", help="messages set aside after crashing the pipeline")
     qsub = p.add_subparsers(dest="quarantine_command", metavar="ACTION", required=True)
     ls = qsub.add_parser("list", help="held messages, newest first (ids, error, no content)")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json(ls)
     ls.add_argument("--all", action="store_true",
                     help="also messages still being retried, released and refused")
-    ls.add_argument("--limit", type=int, default=200)
+    add_limit(ls, 200)
     add_config(ls)
     ls.set_defaults(func=cmd_list)
 
     rt = qsub.add_parser("retry", help="run a held message through the pipeline again "
                          "(after the fix is deployed)")
-    rt.add_argument("id", type=int, metavar="ID")
+    rt.add_argument("id", type=int, metavar="ID", help="the ID column of quarantine list")
     add_config(rt)
     rt.set_defaults(func=cmd_retry)
 
 
 def cmd_list(args) -> int:
+    from gateway import quarantine
     services = services_from(args)
     with services.factory() as session:
         rows = [{"id": r.id, "state": r.state, "attempts": r.attempts,
@@ -35,14 +36,17 @@ def cmd_list(args) -> int:
                  "first_at": r.first_at, "last_at": r.last_at, "held_at": r.held_at,
                  "released_at": r.released_at}
                 for r in quarantine.held(session, args.all, args.limit)]
-    output(args, rows, COLUMNS)
+    output(args, rows, COLUMNS, tz=services.cfg.practice.timezone)
+    services.close()
     return 0
 
 
 def cmd_retry(args) -> int:
+    from gateway import quarantine
     services = services_from(args)
     try:
-        outcome = quarantine.retry(services, args.id)
+        with spinner(f"running message {args.id} through the pipeline"):
+            outcome = quarantine.retry(services, args.id)
     except LookupError as e:
         raise CommandError(str(e)) from None
     except Exception as e:

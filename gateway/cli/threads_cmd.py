@@ -1,26 +1,27 @@
-"""threads list | close: conversations and their reply deadlines (§8)."""
+"""threads list | close: conversations and their reply deadlines."""
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from gateway import audit
-from gateway.cli.common import CommandError, add_config, output, services_from
-from gateway.clock import utcnow
-from gateway.models import Patient, Thread
+from gateway.cli.common import (CommandError, add_config, add_json, add_limit, output,
+                                services_from)
 
 COLUMNS = ["thread", "state", "due", "overdue", "category", "urgent", "team", "account"]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("threads", help="conversation threads and their reply deadlines")
+    p = sub.add_parser("threads", help="conversation threads and their reply deadlines",
+                       description="Conversation threads and their reply deadlines.")
     tsub = p.add_subparsers(dest="threads_command", metavar="ACTION", required=True)
-    ls = tsub.add_parser("list", help="open threads, soonest due first")
+    ls = tsub.add_parser("list", help="open threads, soonest due first",
+                         description="Open threads, soonest due first; times in the "
+                         "practice's zone.")
     ls.add_argument("--overdue", action="store_true", help="only open threads past due")
     ls.add_argument("--all", action="store_true",
                     help="every thread, whatever its state (answered, closed, ...)")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.add_argument("--limit", type=int, default=1000)
-    cl = tsub.add_parser("close", help="close a thread: its clock stops, no more reminders")
+    add_json(ls)
+    add_limit(ls, 1000)
+    cl = tsub.add_parser("close", help="close a thread: its clock stops, no more reminders",
+                         description="Close a thread: its clock stops, no more reminders "
+                         "or escalations.")
     cl.add_argument("thread", metavar="THREAD",
                     help="the thread id (X-Portal-Thread header, THREAD column of list)")
     for q, fn in ((ls, cmd_list), (cl, cmd_close)):
@@ -29,6 +30,10 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
+    from sqlalchemy import select
+
+    from gateway.clock import utcnow
+    from gateway.models import Patient, Thread
     services = services_from(args)
     now = utcnow()
     q = (select(Thread, Patient.account_number).join(Patient, Thread.patient_id == Patient.id)
@@ -44,13 +49,18 @@ def cmd_list(args) -> int:
                      "category": t.category, "urgent": bool(t.urgent), "team": t.team,
                      "account": account, "created": t.created_at}
                     for t, account in session.execute(q)]
+        tz = services.cfg.practice.timezone
     finally:
         services.close()
-    output(args, rows, COLUMNS)
+    output(args, rows, COLUMNS, tz=tz)
     return 0
 
 
 def cmd_close(args) -> int:
+    from sqlalchemy import select
+
+    from gateway import audit
+    from gateway.models import Thread
     services = services_from(args)
     try:
         with services.transaction() as session:

@@ -1,4 +1,4 @@
-"""Attachment removal and text extraction (SPEC section 5).  Pure library.
+"""Attachment removal and text extraction.  Pure library.
 
 ``strip_message(msg)`` takes a message parsed with
 ``email.message_from_bytes(raw, policy=email.policy.default)`` and returns a

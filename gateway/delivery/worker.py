@@ -5,6 +5,10 @@ instances never send one row twice, and a worker that dies mid-send releases its
 the lease runs out (the one case where a mail may go out twice: sent, then the worker died
 before recording it).  Temporary failures retry with exponential backoff and jitter until
 ``max_age_hours``; permanent failures mark the mail failed at once.
+
+Due mail of urgent (emergency) threads is claimed first.  On shutdown the worker drains:
+it keeps sending due mail, urgent first, until the drain deadline (``drain``), and stops
+early once the gateway says nothing more can arrive and nothing is due (``finish_when_idle``).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from gateway import audit, metrics
 from gateway.delivery.dkim_sign import make_signer
 from gateway.delivery.errors import PermanentFailure, TemporaryFailure
 from gateway.delivery.maildir import MaildirDelivery
-from gateway.models import Outbox, utcnow
+from gateway.models import Outbox, Thread, utcnow
 from gateway.outbox import backoff
 
 log = logging.getLogger("gateway.outbox")
@@ -55,6 +59,8 @@ class OutboxWorker:
         self.signer = make_signer(services.cfg)
         self._wake = asyncio.Event()
         self._stopping = False
+        self._drain_until: float | None = None  # loop time: start no send after it
+        self._idle_exit = False  # draining and nothing more can arrive: stop when idle
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
@@ -64,11 +70,12 @@ class OutboxWorker:
     def claim(self) -> list[Claimed]:
         now = utcnow()
         with self.s.transaction() as session:
-            q = (select(Outbox).where(Outbox.state == "queued", Outbox.next_attempt_at <= now,
-                                      or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
-                 .order_by(Outbox.id).limit(self.batch))
+            q = (select(Outbox).outerjoin(Thread, Outbox.thread_id == Thread.id)
+                 .where(Outbox.state == "queued", Outbox.next_attempt_at <= now,
+                        or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
+                 .order_by(Thread.urgent.is_(True).desc(), Outbox.id).limit(self.batch))
             if session.bind.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
+                q = q.with_for_update(of=Outbox, skip_locked=True)
             rows = session.scalars(q).all()
             for row in rows:
                 row.lease_until = now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds)
@@ -113,7 +120,7 @@ class OutboxWorker:
         rows = await asyncio.to_thread(self.claim)
         outcomes, released = [], []
         for row in rows:
-            if self._stopping:  # draining: finish the send in progress, give back the rest
+            if self._out_of_time():  # finish the send in progress, give back the rest
                 released.append(row.id)
                 continue
             try:
@@ -133,12 +140,14 @@ class OutboxWorker:
         self._loop = asyncio.get_running_loop()
         self.s.on_commit.append(self.wake)
         try:
-            while not self._stopping:
+            while not self._out_of_time():
                 try:
                     if await self.deliver_batch():
                         continue
                 except Exception:
                     log.exception("outbox worker error")
+                if self._idle_exit:
+                    break
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.s.cfg.delivery.poll_seconds)
@@ -148,6 +157,23 @@ class OutboxWorker:
             self.s.on_commit.remove(self.wake)
             await self.backend.close()
 
+    def _out_of_time(self) -> bool:
+        if self._stopping:
+            return True
+        return self._drain_until is not None and self._loop is not None \
+            and self._loop.time() >= self._drain_until
+
     def stop(self) -> None:
+        """Stop now: finish the send in progress, give back the rest."""
         self._stopping = True
+        self.wake()
+
+    def drain(self, until: float) -> None:
+        """Shutdown: keep sending due mail (urgent first) until loop time UNTIL."""
+        self._drain_until = until
+        self.wake()
+
+    def finish_when_idle(self) -> None:
+        """Nothing more can be queued by this process: stop once nothing is due."""
+        self._idle_exit = True
         self.wake()

@@ -1,4 +1,4 @@
-"""Completing an enrollment (§12): the checks behind ``POST /enroll``, in one transaction.
+"""Completing an enrollment: the checks behind ``POST /enroll``, in one transaction.
 
 Either everything is saved (patient active, Argon2id password hash, terms version and time,
 invite burned) or nothing is, except the wrong-account-number counter: after

@@ -1,4 +1,4 @@
-"""Enrollment invites (§12): a unique single-use link by mail, stored only as a hash.
+"""Enrollment invites: a unique single-use link by mail, stored only as a hash.
 
 * ``invite(services, account, email=None)``: the patient must be in the roster, not active
   or suspended, live in an allowed state and have an address that passes email-validator;

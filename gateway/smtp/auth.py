@@ -20,6 +20,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from gateway import metrics
+
 log = logging.getLogger("gateway.submission")
 
 MAX_CONCURRENT = 2
@@ -73,6 +75,7 @@ class Authenticator:
             self._failures.pop(ip, None)
         else:
             self._failures.setdefault(ip, []).append(self.clock())
+            metrics.auth_failure("submission")
         log.info("auth", extra={"session": sid, "success": ok})
         return AuthResult(success=ok, handled=False, auth_data=data if ok else None)
 

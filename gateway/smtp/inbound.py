@@ -16,7 +16,7 @@ import weakref
 
 from aiosmtpd.smtp import SMTP
 
-from gateway import metrics, pipeline, quarantine
+from gateway import audit, metrics, pipeline, quarantine
 from gateway.auth.strict import envelope_error
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, TOO_BIG, Reject
 from gateway.smtp import limits as L
@@ -219,6 +219,7 @@ def accept(services, inbound: pipeline.Inbound) -> str:
     if refused is not None:
         log.info("message refused", extra={"session": sid, "reason": refused[1]})
         metrics.message_refused(refused[1], inbound.source)
+        audit.refusal(services, inbound.source, sid, refused[1], refused[0])
         return refused[0]
     try:
         contexts = pipeline.ingest(services, inbound)
@@ -228,8 +229,11 @@ def accept(services, inbound: pipeline.Inbound) -> str:
         return decision.reply
     except Exception as error:
         return _crashed(services, inbound, error)
-    log.info("message accepted", extra={
-        "session": sid, "messages": [c.message.id for c in contexts if c.message]})
+    stored = [c.message for c in contexts if c.message]
+    log.info("message accepted", extra={  # ids and fixed vocabularies only, never content
+        "session": sid, "messages": [m.id for m in stored],
+        "category": ",".join(dict.fromkeys(str(m.category) for m in stored)),
+        "urgent": any(bool(m.urgent) for m in stored)})
     return ACCEPTED
 
 
@@ -255,15 +259,11 @@ class InboundHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if len(envelope.rcpt_tos) >= self.services.cfg.smtp.max_recipients:
-            metrics.rcpt_refused("452 4.5.3", self.source)
-            return "452 4.5.3 Too many recipients"
+            return await self._refuse_rcpt(session, "452 4.5.3 Too many recipients")
         reply = await asyncio.to_thread(check_recipient, self.services,
                                         envelope_sender(envelope), address)
         if reply is not None:
-            log.info("rcpt refused", extra={"session": session_id(session),
-                                            "reply": reply[:9]})
-            metrics.rcpt_refused(reply, self.source)
-            return reply
+            return await self._refuse_rcpt(session, reply)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -273,6 +273,8 @@ class InboundHandler:
         if has_bare_line_endings(raw):
             log.info("message refused", extra={"session": sid, "reason": "bare-line-ending"})
             metrics.message_refused("bare-line-ending", self.source)
+            await asyncio.to_thread(audit.refusal, self.services, self.source, sid,
+                                    "bare-line-ending", BARE_LINE_ENDING)
             return BARE_LINE_ENDING
         inbound = pipeline.Inbound(
             raw=raw, mail_from=envelope_sender(envelope), rcpt_tos=list(envelope.rcpt_tos),
@@ -281,6 +283,15 @@ class InboundHandler:
             client_ip=str(session.peer[0]) if session.peer else "",
             helo=session.host_name or "")
         return await asyncio.to_thread(accept, self.services, inbound)
+
+    async def _refuse_rcpt(self, session, reply: str) -> str:
+        """Log, count and audit a refusal at RCPT (the reply code, never the address)."""
+        sid = session_id(session)
+        log.info("rcpt refused", extra={"session": sid, "reply": reply[:9]})
+        metrics.rcpt_refused(reply, self.source)
+        await asyncio.to_thread(audit.refusal, self.services, self.source, sid,
+                                metrics.rcpt_reason(reply), reply)
+        return reply
 
     async def handle_exception(self, error):
         log.error("smtp session error", extra={"error": type(error).__name__})

@@ -1,4 +1,4 @@
-"""The submission listener (§10): the portal application sends patient notifications.
+"""The submission listener: the portal application sends patient notifications.
 
 AUTH PLAIN/LOGIN against argon2 hashes from config, over TLS except on loopback
 (gateway.smtp.auth).  A staff member may also send an answer to ``staff+TOKEN`` here: it
@@ -14,7 +14,7 @@ import warnings
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from gateway import notifications, patients
+from gateway import audit, notifications, patients
 from gateway.config import is_loopback
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, Reject
 from gateway.smtp.auth import Authenticator, deferring_authenticator
@@ -92,7 +92,8 @@ class SubmissionHandler:
             if reply is not None:
                 return reply
         elif not await asyncio.to_thread(_recipient_ok, self.services, address):
-            return NOT_A_PATIENT
+            return await self._refuse(session_id(session), "rcpt-not-active-patient",
+                                      NOT_A_PATIENT)
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -104,7 +105,7 @@ class SubmissionHandler:
         sid = session_id(session)
         raw = envelope.original_content or b""
         if has_bare_line_endings(raw):
-            return BARE_LINE_ENDING
+            return await self._refuse(sid, "bare-line-ending", BARE_LINE_ENDING)
         if self._is_staff_token(envelope.rcpt_tos[0]):
             # a staff answer sent with AUTH: the staff chain, AUTH standing for authentication
             inbound = Inbound(raw=raw, mail_from=envelope_sender(envelope),
@@ -113,17 +114,14 @@ class SubmissionHandler:
             return await asyncio.to_thread(accept, self.services, inbound)
         refused = check_content(raw, self.services.cfg.smtp)
         if refused is not None:
-            log.info("notification refused", extra={"session": sid, "reason": refused[1]})
-            return refused[0]
+            return await self._refuse(sid, refused[1], refused[0])
         try:
             msg, _ = parse_bytes(raw, self.services.cfg.smtp)
         except Reject as decision:
-            log.info("notification refused", extra={"session": sid, "reason": decision.reason})
-            return decision.reply
+            return await self._refuse(sid, decision.reason, decision.reply)
         kind = notifications.kind_of(msg)
         if not notifications.is_transactional(self.services.cfg, kind):
-            log.info("notification refused", extra={"session": sid, "reason": "kind"})
-            return notifications.NOT_TRANSACTIONAL
+            return await self._refuse(sid, "kind", notifications.NOT_TRANSACTIONAL)
         try:
             ids = await asyncio.to_thread(_queue, self.services, raw, envelope.rcpt_tos,
                                           kind, sid)
@@ -133,6 +131,12 @@ class SubmissionHandler:
             return TEMPFAIL
         log.info("notification queued", extra={"session": sid, "outbox": ids, "kind": kind})
         return ACCEPTED
+
+    async def _refuse(self, sid: str, reason: str, reply: str) -> str:
+        """Log and audit a refusal (its reason code, never an address); the reply."""
+        log.info("notification refused", extra={"session": sid, "reason": reason})
+        await asyncio.to_thread(audit.refusal, self.services, "submission", sid, reason, reply)
+        return reply
 
     async def handle_exception(self, error):
         log.error("submission session error", extra={"error": type(error).__name__})

@@ -15,7 +15,7 @@ import hashlib
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from gateway import audit, outbox
+from gateway import audit, metrics, outbox
 from gateway.clock import utcnow
 from gateway.models import NoticeSent
 from gateway.auth.verdict import Verdict, from_upstream, verify
@@ -46,6 +46,8 @@ def authenticate_sender(ctx) -> None:
     ctx.auth = verdict_for(ctx)
     if ctx.auth.result == "temperror":
         raise Reject(DNS_TEMPFAIL, "auth-temperror")
+    if ctx.auth.result == "fail":
+        metrics.auth_failure("sender")
 
 
 def authenticated(ctx) -> bool:

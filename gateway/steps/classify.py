@@ -1,5 +1,5 @@
 """Steps: set quoted history and signature aside and score the new text against the rules
-(content steps, before the transaction); then decide with the thread's context (§6)."""
+(content steps, before the transaction); then decide with the thread's context."""
 from __future__ import annotations
 
 from gateway.classification import split_reply

@@ -1,4 +1,4 @@
-"""Step: send the staff copy to the category's team(s), and to on-call when urgent (§7).
+"""Step: send the staff copy to the category's team(s), and to on-call when urgent.
 
 The staff copy is a new message built from the extracted text, never the original with
 parts cut out.  All copies of one thread reference one thread id, so staff mail clients

@@ -1,4 +1,4 @@
-"""The staff chain (§9): a staff member's answer to ``staff+TOKEN`` is relayed to the
+"""The staff chain: a staff member's answer to ``staff+TOKEN`` is relayed to the
 patient from the portal address, threaded (In-Reply-To/References), with the patient's
 quoted text trimmed when configured; the thread is marked answered (its clock stops).
 Attachments in staff mail are removed and logged like patients' attachments."""

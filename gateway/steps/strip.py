@@ -1,4 +1,4 @@
-"""Content step: remove every attachment (§5); only the patient's text goes on."""
+"""Content step: remove every attachment; only the patient's text goes on."""
 from __future__ import annotations
 
 from gateway.content.strip import strip_message

@@ -36,7 +36,10 @@ log = logging.getLogger("gateway.deadlines")
 
 GRACE = dt.timedelta(hours=1)  # late commits and clock skew between instances
 BATCH = 500
-LOCK_KEY = 0x706F7274616C  # "portal": the advisory lock key of the sweep
+# The sweep's advisory lock key: one per database and schema, so gateways of two practices
+# on one server (or two test runs in their own schemas) never wait for each other.
+LOCK_KEY = ("hashtextextended(current_database() || '.' || current_schema() "
+            "|| '.portal-sweep', 0)")
 MARK = "deadlines"
 _local_locks: dict[str, threading.Lock] = {}
 _local_guard = threading.Lock()
@@ -89,14 +92,14 @@ class DeadlineSweeper:
             finally:
                 lock.release()
         with engine.connect() as conn:
-            got = conn.execute(text("select pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}).scalar()
+            got = conn.execute(text(f"select pg_try_advisory_lock({LOCK_KEY})")).scalar()
             conn.commit()
             if not got:
                 return 0
             try:
                 return self._sweep()
             finally:
-                conn.execute(text("select pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                conn.execute(text(f"select pg_advisory_unlock({LOCK_KEY})"))
                 conn.commit()
 
     def _sweep(self) -> int:

@@ -289,3 +289,28 @@ def test_threads_cli_list_and_close(services, config, tmp_path):
     assert DeadlineSweeper(services, clock=Clock(dt.datetime(2030, 1, 1))).sweep_once() == 0
     missing = run(config.path, "threads", "close", "nosuchthread", check=False)
     assert missing.returncode == 1 and "no thread" in missing.stderr
+
+
+def test_sweep_lock_is_per_schema(services, db_url):
+    """Two gateways in one PostgreSQL server but different schemas (two practices, or two
+    test runs) never wait for each other's sweep; two in the same schema do."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the advisory lock is PostgreSQL's")
+    from gateway.deadlines import LOCK_KEY
+    pid = add_patient(services)
+    add_thread(services, pid)
+    clock = Clock(BASE).at(-4 * H + M)
+    with services.engine.connect() as same:
+        assert same.execute(text(f"select pg_try_advisory_lock({LOCK_KEY})")).scalar()
+        assert DeadlineSweeper(services, clock=clock).sweep_once() == 0  # held here
+        same.execute(text(f"select pg_advisory_unlock({LOCK_KEY})"))
+    with services.engine.connect() as other:
+        other.execute(text("create schema if not exists t_other_practice"))
+        other.execute(text("set search_path to t_other_practice"))
+        assert other.execute(text(f"select pg_try_advisory_lock({LOCK_KEY})")).scalar()
+        try:
+            assert DeadlineSweeper(services, clock=clock).sweep_once() == 1  # not ours
+        finally:
+            other.execute(text(f"select pg_advisory_unlock({LOCK_KEY})"))
+            other.execute(text("drop schema t_other_practice cascade"))
+            other.commit()

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
-from gateway.cli.common import CommandError, add_config, config_from, progress_bar, services_from
+from gateway.cli.common import CommandError, Progress, add_config, config_from, services_from
 
 EXAMPLES = """examples:
   portal-gateway keys init      # create the key file (needed once before PostgreSQL use)
@@ -49,10 +50,11 @@ def cmd_rotate(args) -> int:
             raise CommandError(f"{cfg.key_file}: no key file to rotate")
         crypto.append_key(cfg.key_file)  # the running gateway picks it up when it meets it
     services = services_from(args)
+    bar = None if args.json else Progress("re-encrypting")
     try:
         keys.install(cfg)
-        report = rotation.rotate(services, batch=args.batch,
-                                 progress=None if args.json else progress_bar("re-encrypting"))
+        with bar or contextlib.nullcontext():
+            report = rotation.rotate(services, batch=args.batch, progress=bar)
     finally:
         services.close()
     result = {"key_id": report.key_id, "values_reencrypted": report.values,

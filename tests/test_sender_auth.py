@@ -367,3 +367,18 @@ async def test_unverified_mail_is_never_acknowledged_nor_counted_against_the_rat
     again = sign(crlf(patient_mail(body="Can I move my appointment to Monday?")), keys["good"][0], b"example.com")
     assert (await smtp_send(gw.inbound_port, "ana@example.com", [PORTAL], again))[:2] \
         == ("DATA", 451)
+
+
+async def test_reason_notice_speaks_the_roster_language(start, dns, keys):
+    """An invited patient whose roster language is Spanish learns in Spanish why her mail
+    was not received (and only because her mail passed authentication)."""
+    publish(dns, keys)
+    gw = await start(dns=dns, **VERIFY)
+    add_patient(gw.s, account="1003", email="lu@example.com", status="invited", language="es")
+    signed = sign(crlf(patient_mail("lu@example.com")), keys["good"][0], b"example.com")
+    assert await smtp_send(gw.inbound_port, "lu@example.com", [PORTAL], signed) \
+        == ("DATA", 550, REFUSAL)
+    [notice] = await wait_for_mail(gw.s.cfg.maildir_root, "lu@example.com")
+    mail = read(notice)
+    assert "inscripción" in mail["Subject"]
+    assert "911" in mail.get_body(("plain",)).get_content()

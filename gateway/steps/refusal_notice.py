@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway import outbox
 from gateway.clock import utcnow
+from gateway.language import patient_language
 from gateway.models import NoticeSent, Patient
 from gateway.steps.acknowledge import practice_context
 
@@ -59,7 +60,7 @@ def reason_notice(services, patient_id: int, address: str, reason: str):
                                                                  s.addresses.portal),
             to=s.addresses.header_address(patient.display_name, address),
             domain=s.addresses.domain, headers={"Auto-Submitted": "auto-replied"},
-            patient_name=patient.display_name,
+            patient_name=patient.display_name, lang=patient_language(patient),
             suspend_reason=patient.suspend_reason or "", **practice_context(s.cfg))
         outbox.enqueue(session, s.addresses, msg, address, f"refusal:{reason}"[:32], None,
                        patient_id)

@@ -291,11 +291,10 @@ def test_threads_cli_list_and_close(services, config, tmp_path):
     assert missing.returncode == 1 and "no thread" in missing.stderr
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # its advisory lock
 def test_sweep_lock_is_per_schema(services, db_url):
     """Two gateways in one PostgreSQL server but different schemas (two practices, or two
     test runs) never wait for each other's sweep; two in the same schema do."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("the advisory lock is PostgreSQL's")
     from gateway.deadlines import LOCK_KEY
     pid = add_patient(services)
     add_thread(services, pid)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
+from .combine import category_scores, flags_of, pinned
 from .text import TermSet, TextIndex, iter_matches
-from .model import CATEGORIES, EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
+from .model import EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
 # Clause boundaries: a negation never reaches across them.
 _BOUNDARY = re.compile(
@@ -98,7 +99,7 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
     rule matches the text at all, subject hits count in full.
     """
     text_index = TextIndex(text)
-    hits = [RuleHit(r.id, r.category, r.weight, r.reason)
+    hits = [RuleHit(r.id, r.category, r.weight, r.reason, r.pin, r.flag)
             for r in rules if rule_matches(r, text_index)]
     if not subject:
         return hits
@@ -111,7 +112,7 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
             else settings.subject_factor)
         if factor > 0:
             hits.append(RuleHit(rule.id, rule.category, round(rule.weight * factor, 3),
-                                rule.reason + " (in subject)"))
+                                rule.reason + " (in subject)", rule.pin, rule.flag))
     return hits
 
 
@@ -134,12 +135,16 @@ def context_hit(settings: Settings, context_kind: str | None,
 
 
 def decide(hits: list[RuleHit], settings: Settings) -> Classification:
-    scores = {c: 0.0 for c in CATEGORIES}
-    for h in hits:
-        scores[h.category] = round(scores[h.category] + h.score, 3)
+    """Rules only (the learned model is off): the scores decide, a pin beats a score."""
+    scores = category_scores(hits)
     category = _pick(scores, settings)
+    pin = pinned(hits)
+    by = "rules"
+    if pin is not None and (category != EMERGENCY or pin == EMERGENCY):
+        category, by = pin, "pin"
     return Classification(category=category, urgent=category == EMERGENCY,
-                          hits=tuple(hits), scores=scores)
+                          hits=tuple(hits), scores=scores, decided_by=by,
+                          flags=flags_of(hits, category))
 
 
 def _pick(scores: dict, settings: Settings) -> str:

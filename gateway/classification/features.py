@@ -1,0 +1,60 @@
+"""Features of the learned triage model, in pure Python (the same code trains and runs it).
+
+The text is the one the rules see: the patient's new text and the Subject, normalised
+(lower case, no accents or apostrophes), digits folded to ``0`` so "35 weeks" and
+"28 weeks" look alike.  Features are binary; their weight is 1/sqrt(count), so a long
+message does not outvote a short one:
+
+* ``w:word`` and ``b:word word`` -- word unigrams and bigrams of the new text;
+* ``" ble"`` -- character 4-grams of the words joined by single spaces (no prefix:
+  a 4-gram never contains ":", so it cannot collide with the prefixed features);
+* ``s:word`` -- words of the subject (a subject is weaker evidence, kept apart);
+* ``x:kind`` -- the kind of portal notification the patient replies to.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from .text import normalize
+
+_WORD = re.compile(r"[a-z0-9]+")
+_DIGIT = re.compile(r"[0-9]")
+DEFAULT_CONFIG = {"char": 4, "bigrams": True, "max_chars": 6000}
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(_DIGIT.sub("0", normalize(text)))
+
+
+def features(text: str, subject: str = "", context: str | None = None,
+             config: dict | None = None) -> dict[str, float]:
+    """Feature name -> value (1/sqrt(n) for each of the n distinct features)."""
+    cfg = config or DEFAULT_CONFIG
+    words = _words((text or "")[: int(cfg.get("max_chars", 6000))])
+    feats: set[str] = {"w:" + w for w in words}
+    if cfg.get("bigrams", True):
+        feats.update("b:" + a + " " + b for a, b in zip(words, words[1:]))
+    n = int(cfg.get("char", 4))
+    if n > 0:
+        joined = " " + " ".join(words) + " "
+        feats.update({joined[i:i + n] for i in range(len(joined) - n + 1)})
+    feats.update("s:" + w for w in _words(subject or "")[:30])
+    if context:
+        feats.add("x:" + context.strip().lower()[:40])
+    if not feats:
+        return {}
+    value = 1.0 / math.sqrt(len(feats))
+    return dict.fromkeys(feats, value)
+
+
+def label(feature: str) -> str:
+    """A feature as staff read it: the word or words, without the type prefix."""
+    kind, sep, body = feature.partition(":")
+    if not sep:
+        return "~" + feature.strip()
+    if kind == "s":
+        return "subject:" + body
+    if kind == "x":
+        return "reply-to:" + body
+    return body

@@ -72,6 +72,9 @@ def _policy_and_gateway(cfg: Config, err) -> None:
             "of the practice's own MTA")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
+    if not 1 <= cfg.policy.urgent_reply_minutes <= cfg.policy.reply_within_hours * 60:
+        err("policy", "urgent_reply_minutes",
+            "must be at least 1 and not longer than reply_within_hours")
     for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes"):
         if getattr(cfg.gateway, key) < 0:
             err("gateway", key, "must not be negative")

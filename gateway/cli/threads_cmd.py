@@ -1,7 +1,7 @@
 """threads list | close: conversations and their reply deadlines (§8)."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, select
 
 from gateway import audit
 from gateway.cli.common import CommandError, add_config, output, services_from
@@ -14,7 +14,7 @@ COLUMNS = ["thread", "state", "due", "overdue", "category", "urgent", "team", "a
 def register(sub) -> None:
     p = sub.add_parser("threads", help="conversation threads and their reply deadlines")
     tsub = p.add_subparsers(dest="threads_command", metavar="ACTION", required=True)
-    ls = tsub.add_parser("list", help="open threads, soonest due first")
+    ls = tsub.add_parser("list", help="open threads: urgent ones first, then soonest due")
     ls.add_argument("--overdue", action="store_true", help="only open threads past due")
     ls.add_argument("--all", action="store_true",
                     help="every thread, whatever its state (answered, closed, ...)")
@@ -31,8 +31,10 @@ def register(sub) -> None:
 def cmd_list(args) -> int:
     services = services_from(args)
     now = utcnow()
+    urgent_open = case((and_(Thread.urgent.is_(True), Thread.state == "open"), 0), else_=1)
     q = (select(Thread, Patient.account_number).join(Patient, Thread.patient_id == Patient.id)
-         .order_by(Thread.due_at.is_(None), Thread.due_at, Thread.id).limit(args.limit))
+         .order_by(urgent_open, Thread.due_at.is_(None), Thread.due_at, Thread.id)
+         .limit(args.limit))
     if args.overdue:
         q = q.where(Thread.state == "open", Thread.due_at < now)
     elif not args.all:

@@ -16,6 +16,11 @@ from .model import CATEGORIES, EMERGENCY, RuleError
 
 DEFAULT_PATH = pathlib.Path(__file__).resolve().parent / "data" / "triage-model.json.gz"
 FORMAT = "portal-triage-logreg-1"
+# Words too common to explain anything to staff (the model still uses them).
+_PLAIN = frozenset("""a an and are as at be been but by can could do does for from had has
+have hi i im in is it its just me my of on or so that the this to was we were what when
+will with would you your 0 00 000 0000 00000 ok thanks thank please hello dear
+el la los las de del y o en que por para con mi me es un una se lo le al no si""".split())
 
 
 @dataclass(frozen=True)
@@ -91,8 +96,10 @@ def _top_words(used: list, best: int, top: int) -> tuple[str, ...]:
 
     words = [item for item in used if ":" in item[0]]  # not the character n-grams
     out: list[str] = []
-    for item in heapq.nlargest(top * 2, words, key=margin):
+    for item in heapq.nlargest(top * 4, words, key=margin):
         word = label(item[0])
+        if all(w in _PLAIN for w in word.split(":")[-1].split()):
+            continue
         if margin(item) > 0 and word not in out and len(out) < top:
             out.append(word)
     return tuple(out)

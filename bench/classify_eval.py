@@ -107,6 +107,16 @@ def print_report(res: dict, quiet: bool) -> None:
     print(" " * 18 + " ".join(f"{c[:6]:>6}" for c in CATEGORIES))
     for a in CATEGORIES:
         print(f"{a:18}" + " ".join(f"{res['confusion'][a][p]:6d}" for p in CATEGORIES))
+    raised: dict[str, int] = {}
+    for s, r in res["wrong"]:
+        if r.category == "emergency" and r.decided_by == "red-flag":
+            for h in r.hits:
+                if h.category == "emergency" and h.flag is None and not h.id.startswith("model-"):
+                    raised[h.id] = raised.get(h.id, 0) + 1
+    if raised:
+        print("\nred-flag rules that raised a non-emergency (fix or remove them):")
+        for rid, n in sorted(raised.items(), key=lambda kv: -kv[1]):
+            print(f"  {rid}: {n}")
     if res["wrong"] and not quiet:
         print("\nmisclassified:")
         for s, r in res["wrong"]:

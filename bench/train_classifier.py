@@ -31,6 +31,7 @@ from triage_corpus import training_corpus  # noqa: E402
 C = 20.0
 MIN_DF = 2
 PRUNE = 0.02  # weights below this (in every class) are dropped
+MAX_WEIGHT = 100.0  # the run-time packing holds weights below 104 in size
 TARGET_RECALL = 0.98  # emergency recall the threshold must keep on the held-out split
 CONFIDENCE_GRID = (0.0, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
@@ -64,7 +65,7 @@ def fit(train, config=DEFAULT_CONFIG, c=C, class_weight=None):
     for j, name in enumerate(names):
         col = [float(clf.coef_[k][j]) for k in range(len(classes))]
         if max(abs(x) for x in col) >= PRUNE:
-            weights[name] = [round(x, 4) for x in col]
+            weights[name] = [round(max(-MAX_WEIGHT, min(MAX_WEIGHT, x)), 4) for x in col]
     return classes, [round(float(x), 4) for x in clf.intercept_], weights
 
 

@@ -8,6 +8,7 @@ message does not outvote a short one:
 * ``w:word`` and ``b:word word`` -- word unigrams and bigrams of the new text;
 * ``" ble"`` -- character 4-grams of the words joined by single spaces (no prefix:
   a 4-gram never contains ":", so it cannot collide with the prefixed features);
+* ``n:word`` -- words up to four after a negation in the same clause ("no bleeding");
 * ``s:word`` -- words of the subject (a subject is weaker evidence, kept apart);
 * ``x:kind`` -- the kind of portal notification the patient replies to.
 """
@@ -20,26 +21,50 @@ from .text import normalize
 
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"[0-9]")
-DEFAULT_CONFIG = {"char": 4, "bigrams": True, "max_chars": 6000}
+DEFAULT_CONFIG = {"char": 4, "bigrams": True, "negation": True, "max_chars": 6000}
+
+
+_TOKEN = re.compile(r"[a-z0-9]+|[.!?;:,]")
+_CLAUSE_WORDS = frozenset("but pero however though although".split())
+_NEGATION = frozenset("""no not never without dont doesnt didnt isnt arent wasnt havent hasnt
+hadnt wont cant cannot nothing none nor sin nunca ni tampoco ningun ninguna hindi wala""".split())
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(_DIGIT.sub("0", normalize(text)))
 
 
+def _negated(norm: str) -> set[str]:
+    """``n:word`` for words that follow a negation in the same clause ("no bleeding")."""
+    out: set[str] = set()
+    left = 0  # words still in reach of the last negation
+    for tok in _TOKEN.findall(norm):
+        if tok in _NEGATION:
+            left = 4
+        elif not tok[0].isalnum() or tok in _CLAUSE_WORDS:
+            left = 0
+        elif left:
+            out.add("n:" + tok)
+            left -= 1
+    return out
+
+
 def features(text: str, subject: str = "", context: str | None = None,
              config: dict | None = None) -> dict[str, float]:
     """Feature name -> value (1/sqrt(n) for each of the n distinct features)."""
     cfg = config or DEFAULT_CONFIG
-    words = _words((text or "")[: int(cfg.get("max_chars", 6000))])
+    norm = _DIGIT.sub("0", normalize((text or "")[: int(cfg.get("max_chars", 6000))]))
+    words = _WORD.findall(norm)
     feats: set[str] = {"w:" + w for w in words}
     if cfg.get("bigrams", True):
-        feats.update("b:" + a + " " + b for a, b in zip(words, words[1:]))
+        feats.update(["b:" + a + " " + b for a, b in zip(words, words[1:])])
     n = int(cfg.get("char", 4))
     if n > 0:
         joined = " " + " ".join(words) + " "
         feats.update({joined[i:i + n] for i in range(len(joined) - n + 1)})
-    feats.update("s:" + w for w in _words(subject or "")[:30])
+    if cfg.get("negation") and any(w in _NEGATION for w in words):
+        feats.update(_negated(norm))
+    feats.update(["s:" + w for w in _words(subject or "")[:30]])
     if context:
         feats.add("x:" + context.strip().lower()[:40])
     if not feats:

@@ -229,6 +229,7 @@ async def test_emergency_thread_is_due_on_the_urgent_clock(services, gateway):
         pytest.approx(thread.due_at.replace(tzinfo=dt.timezone.utc).timestamp(), abs=1)
     body = oncall.get_content()
     assert "URGENT" in body and "Answer due by" in body.split("\n\n")[0]
+    assert "decided by model" in body and "Words that weighed most with the model:" in body
 
 
 async def test_patient_marked_urgent_goes_to_its_team_with_a_flag(services, gateway):

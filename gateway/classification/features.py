@@ -24,10 +24,12 @@ _DIGIT = re.compile(r"[0-9]")
 DEFAULT_CONFIG = {"char": 4, "bigrams": True, "negation": True, "max_chars": 6000}
 
 
-_TOKEN = re.compile(r"[a-z0-9]+|[.!?;:,]")
 _CLAUSE_WORDS = frozenset("but pero however though although".split())
 _NEGATION = frozenset("""no not never without dont doesnt didnt isnt arent wasnt havent hasnt
 hadnt wont cant cannot nothing none nor sin nunca ni tampoco ningun ninguna hindi wala""".split())
+# A negation and the (up to four) words after it, up to the next punctuation mark.
+_NEGATED = re.compile(r"(?<![a-z0-9])(?:" + "|".join(sorted(_NEGATION, key=len, reverse=True))
+                      + r")((?: [a-z0-9]+){1,4})")
 
 
 def _words(text: str) -> list[str]:
@@ -37,21 +39,18 @@ def _words(text: str) -> list[str]:
 def _negated(norm: str) -> set[str]:
     """``n:word`` for words that follow a negation in the same clause ("no bleeding")."""
     out: set[str] = set()
-    left = 0  # words still in reach of the last negation
-    for tok in _TOKEN.findall(norm):
-        if tok in _NEGATION:
-            left = 4
-        elif not tok[0].isalnum() or tok in _CLAUSE_WORDS:
-            left = 0
-        elif left:
-            out.add("n:" + tok)
-            left -= 1
+    for m in _NEGATED.finditer(norm):
+        for w in m.group(1).split():
+            if w in _CLAUSE_WORDS:
+                break
+            if w not in _NEGATION:
+                out.add("n:" + w)
     return out
 
 
-def features(text: str, subject: str = "", context: str | None = None,
-             config: dict | None = None) -> dict[str, float]:
-    """Feature name -> value (1/sqrt(n) for each of the n distinct features)."""
+def feature_set(text: str, subject: str = "", context: str | None = None,
+                config: dict | None = None) -> set[str]:
+    """The distinct features of a message (each has the value 1/sqrt(count))."""
     cfg = config or DEFAULT_CONFIG
     norm = _DIGIT.sub("0", normalize((text or "")[: int(cfg.get("max_chars", 6000))]))
     words = _WORD.findall(norm)
@@ -62,15 +61,19 @@ def features(text: str, subject: str = "", context: str | None = None,
     if n > 0:
         joined = " " + " ".join(words) + " "
         feats.update({joined[i:i + n] for i in range(len(joined) - n + 1)})
-    if cfg.get("negation") and any(w in _NEGATION for w in words):
+    if cfg.get("negation") and not _NEGATION.isdisjoint(words):
         feats.update(_negated(norm))
     feats.update(["s:" + w for w in _words(subject or "")[:30]])
     if context:
         feats.add("x:" + context.strip().lower()[:40])
-    if not feats:
-        return {}
-    value = 1.0 / math.sqrt(len(feats))
-    return dict.fromkeys(feats, value)
+    return feats
+
+
+def features(text: str, subject: str = "", context: str | None = None,
+             config: dict | None = None) -> dict[str, float]:
+    """Feature name -> value (1/sqrt(n) for each of the n distinct features)."""
+    feats = feature_set(text, subject, context, config)
+    return dict.fromkeys(feats, 1.0 / math.sqrt(len(feats))) if feats else {}
 
 
 def label(feature: str) -> str:

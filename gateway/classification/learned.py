@@ -10,7 +10,7 @@ import math
 import pathlib
 from dataclasses import dataclass
 
-from .features import features, label
+from .features import feature_set, label
 from .model import CATEGORIES, EMERGENCY, RuleError
 
 DEFAULT_PATH = pathlib.Path(__file__).resolve().parent / "data" / "triage-model.json.gz"
@@ -68,10 +68,10 @@ class LearnedModel:
 
     def vote(self, text: str, subject: str = "", context: str | None = None,
              top: int = 5) -> Vote:
-        feats = features(text, subject, context, self.config)
+        feats = feature_set(text, subject, context, self.config)
         packed = self._packed
         hits = list(filter(None, map(packed.get, feats)))  # a packed row is never 0
-        value = next(iter(feats.values()), 0.0)  # every feature has the same value
+        value = 1.0 / math.sqrt(len(feats)) if feats else 0.0
         sums = _unpack(sum(hits), len(hits), len(self.classes))
         scores = [b + value * w for b, w in zip(self.intercept, sums)]
         probs = _softmax(scores)
@@ -83,7 +83,7 @@ class LearnedModel:
         """Whole-word features of the message that favour class *best* the most."""
         margins = self._explains[best]
         out: list[str] = []
-        for name in sorted(feats.keys() & margins.keys(), key=margins.get, reverse=True):
+        for name in sorted(feats & margins.keys(), key=margins.get, reverse=True):
             word = label(name)
             if word not in out:
                 out.append(word)

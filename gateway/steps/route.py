@@ -62,6 +62,7 @@ def route_to_staff(ctx) -> None:
             subject_prefix=prefix, subject=subject_of(ctx.msg) or "(no subject)",
             urgent=cls.urgent, patient_urgent=patient_urgent, category=cls.category,
             decided_by=cls.decided_by, text=ctx.new_text,
+            model_words=", ".join(cls.model.top_words) if cls.model is not None else "",
             history=ctx.history, removed_files=removed_names(ctx.stripped),
             patient_name=patient.display_name, account_number=patient.account_number,
             rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",

@@ -14,6 +14,7 @@ SAMPLE = {
     "expires": "December 9", "suspend_reason": "sample reason", "message_ref": "M-1",
     # staff-facing only
     "subject_prefix": "[Portal: other]", "subject": "Sample", "urgent": False,
+    "patient_urgent": False, "decided_by": "model", "model_words": "sample",
     "category": "other", "text": "Sample text", "history": "", "account_number": "1001",
     "rules": "none", "bounces": 3, "answer": "Sample answer", "kind": "lab_result",
     "detail": "dmarc-reject", "sha256": "0" * 64, "source": "smtp", "refused": True,

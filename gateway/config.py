@@ -145,6 +145,7 @@ class PracticeSection:
 class PolicySection:
     allowed_states: list = field(default_factory=lambda: ["CA"])
     reply_within_hours: float = 72.0
+    urgent_reply_minutes: float = 60.0  # an emergency thread is due this soon
     reminder_offsets_hours: list = field(default_factory=lambda: [24, 4])
     auth_mode: str = "off"  # off | upstream | verify
     require_aligned_auth: bool = False

@@ -49,19 +49,29 @@ _local_guard = threading.Lock()
 class Stage:
     kind: str  # reminder | escalation
     offset_minutes: int
+    urgent: bool | None = None  # None: every thread; True/False: urgent/routine only
 
     @property
     def offset(self) -> dt.timedelta:
         return dt.timedelta(minutes=self.offset_minutes)
 
+    def applies(self, thread) -> bool:
+        return self.urgent is None or self.urgent == bool(thread.urgent)
 
-def stages(cfg) -> list[Stage]:
+
+def stages(cfg, urgent: bool | None = None) -> list[Stage]:
     """Escalation first, then reminders from the latest (smallest offset) to the earliest.
-    Offsets not shorter than the reply promise would fall before the clock starts: ignored."""
+    Routine threads: the configured offsets (those not shorter than the reply promise would
+    fall before the clock starts: ignored).  Urgent threads run on their own clock: one
+    reminder at half of `urgent_reply_minutes`.  *urgent* None: the stages of both."""
     limit = cfg.policy.reply_within_hours * 60
     offsets = sorted({round(float(h) * 60) for h in cfg.policy.reminder_offsets_hours
                       if 0 < float(h) * 60 < limit})
-    return [Stage("escalation", 0)] + [Stage("reminder", m) for m in offsets]
+    half = max(1, round(cfg.policy.urgent_reply_minutes / 2))
+    routine = [Stage("reminder", m, urgent=False) for m in offsets]
+    rush = [Stage("reminder", half, urgent=True)]
+    chosen = routine + rush if urgent is None else (rush if urgent else routine)
+    return [Stage("escalation", 0)] + sorted(chosen, key=lambda st: st.offset_minutes)
 
 
 def _local_lock(url: str) -> threading.Lock:
@@ -135,6 +145,8 @@ class DeadlineSweeper:
                                  ThreadNotice.kind == stage.kind,
                                  ThreadNotice.offset_minutes == stage.offset_minutes)
         window = [Thread.state == "open", Thread.due_at <= now + stage.offset]
+        if stage.urgent is not None:
+            window.append(Thread.urgent.is_(stage.urgent))
         if lower is not None:
             window.append(Thread.due_at > lower + stage.offset)
         q = (select(Thread).where(and_(*window), ~noticed)
@@ -158,7 +170,8 @@ class DeadlineSweeper:
 
     def _notice_thread(self, session, thread: Thread, now, seen: set) -> int:
         """Send the latest due stage of THREAD unless noticed; mark earlier ones skipped."""
-        due = [st for st in stages(self.s.cfg) if thread.due_at - st.offset <= now]
+        due = [st for st in stages(self.s.cfg, bool(thread.urgent))
+               if thread.due_at - st.offset <= now]
         queued = 0
         for i, stage in enumerate(due):  # due[0] is the latest stage that is due
             key = (thread.id, stage.kind, stage.offset_minutes, thread.due_at)
@@ -176,11 +189,13 @@ class DeadlineSweeper:
     def _send(self, session, thread: Thread, stage: Stage, now) -> list[int]:
         s, cfg = self.s, self.s.cfg
         if stage.kind == "escalation":
-            recipients = [cfg.routing.supervisor]
+            teams = [cfg.routing.supervisor]
         else:
             teams = thread.team.split(",") if thread.team else cfg.team_for(
                 thread.category or "other")
-            recipients = list(dict.fromkeys(t.strip().lower() for t in teams if t.strip()))
+        if thread.urgent:  # urgent threads keep on-call in the loop, as their copies do
+            teams = list(teams) + [cfg.routing.on_call]
+        recipients = list(dict.fromkeys(t.strip().lower() for t in teams if t.strip()))
         patient = session.get(Patient, thread.patient_id)
         tz = cfg.practice.timezone
         headers = {"Auto-Submitted": "auto-generated", "X-Portal-Thread": thread.public_id,

@@ -64,6 +64,15 @@ def test_check_config_names_file_and_field(tmp_path):
     assert "[smtp] bogus_key: unknown key" in proc.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "1e9", '"soon"'])
+def test_check_config_refuses_a_bad_urgent_clock(tmp_path, value):
+    bad = tmp_path / "config.toml"
+    bad.write_text(f"[policy]\nurgent_reply_minutes = {value}\n")
+    proc = run(bad, "check-config", check=False)
+    assert proc.returncode != 0
+    assert str(bad) in proc.stderr and "[policy] urgent_reply_minutes" in proc.stderr
+
+
 def test_example_config_passes_check_config(tmp_path):
     cfg = tmp_path / "config.toml"
     text = (ROOT / "config.example.toml").read_text()

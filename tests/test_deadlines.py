@@ -158,7 +158,7 @@ def test_first_sweep_catches_up_and_urgent_team_list(services):
     pid = add_patient(services)
     tid = add_thread(services, pid, team="nurses@practice.example.org, oncall@practice.example.org",
                      urgent=True, category="emergency")
-    clock = Clock(BASE).at(-2 * H)  # no sweep ever ran: the first one looks at everything
+    clock = Clock(BASE).at(-29 * M)  # no sweep ever ran: the first one looks at everything
     assert DeadlineSweeper(services, clock=clock).sweep_once() == 2
     assert sorted(notices(services)) == [("reminder", "nurses@practice.example.org", tid),
                                          ("reminder", "oncall@practice.example.org", tid)]
@@ -231,7 +231,7 @@ def test_without_the_lock_the_unique_key_still_prevents_doubles(services, config
 
 def test_sweep_query_uses_the_state_due_index(services):
     sweeper = DeadlineSweeper(services, clock=Clock(BASE))
-    stage = stages(services.cfg)[1]
+    stage = [st for st in stages(services.cfg) if st.urgent is False][0]
     with services.factory() as session:
         q = sweeper._candidates_query(stage, BASE - H, BASE)
         sql = str(q.compile(session.bind, compile_kwargs={"literal_binds": True}))
@@ -275,7 +275,8 @@ def test_threads_cli_list_and_close(services, config, tmp_path):
     overdue = add_thread(services, pid, due=dt.datetime(2001, 1, 1))
     add_thread(services, pid, due=dt.datetime(2999, 1, 1), category="billing", urgent=True)
     rows = [json.loads(x) for x in run(config.path, "threads", "list", "--json").stdout.split("\n") if x]
-    assert [r["category"] for r in rows] == ["appointment", "billing"]
+    assert [r["category"] for r in rows] == ["billing", "appointment"]  # urgent first
+    rows.reverse()
     assert rows[0]["overdue"] is True and rows[1]["urgent"] is True
     assert rows[0]["due"] == "2001-01-01T00:00:00Z" and rows[0]["team"] == TEAM
     od = [json.loads(x) for x in run(config.path, "threads", "list", "--overdue", "--json")
@@ -313,3 +314,41 @@ def test_sweep_lock_is_per_schema(services, db_url):
             other.execute(text(f"select pg_advisory_unlock({LOCK_KEY})"))
             other.execute(text("drop schema t_other_practice cascade"))
             other.commit()
+
+
+ONCALL = "oncall@practice.example.org"
+
+
+def test_urgent_thread_runs_on_its_own_clock(services):
+    """An emergency thread (due 60 min after the message): one reminder at half-time to its
+    team and on-call, one escalation at due to the supervisor and on-call, nothing else."""
+    pid = add_patient(services)
+    due = BASE + 60 * M
+    tid = add_thread(services, pid, due=due, team="nurses@practice.example.org",
+                     category="emergency", urgent=True)
+    routine = add_thread(services, pid, due=due)  # same due time, routine clock
+    clock = Clock(BASE)
+    sweeper = DeadlineSweeper(services, clock=clock)
+    assert sweeper.sweep_once() == 1  # the routine thread's stale 4 h reminder, once
+    assert notices(services, tid) == []
+    clock.at(-31 * M, due)
+    assert sweeper.sweep_once() == 0
+    clock.at(-29 * M, due)
+    assert sweeper.sweep_once() == 2
+    assert sorted(notices(services, tid)) == [("reminder", "nurses@practice.example.org", tid),
+                                              ("reminder", ONCALL, tid)]
+    clock.at(-M, due)
+    assert sweeper.sweep_once() == 0
+    clock.at(M, due)
+    assert sweeper.sweep_once() == 3  # urgent: supervisor + on-call; routine: supervisor
+    for later in (2 * M, 5 * H, 100 * H):
+        clock.at(later, due)
+        assert sweeper.sweep_once() == 0
+    assert sorted(notices(services, tid)) == [
+        ("escalation", ONCALL, tid), ("escalation", SUPERVISOR, tid),
+        ("reminder", "nurses@practice.example.org", tid), ("reminder", ONCALL, tid)]
+    assert [k for k, *_ in notices(services, routine)] == ["reminder", "escalation"]
+    with services.factory() as session:
+        rows = session.execute(select(ThreadNotice.kind, ThreadNotice.offset_minutes)
+                               .where(ThreadNotice.thread_id == tid)).all()
+    assert sorted(map(tuple, rows)) == [("escalation", 0), ("reminder", 30)]

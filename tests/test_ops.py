@@ -268,7 +268,7 @@ def test_sighup_refuses_a_bad_rule_file_and_applies_a_good_one(served):
     assert served.get("/healthz")[0] == 200
 
     broken.write_text('[[rule]]\nid = "local-zebra"\ncategory = "billing"\nweight = 10\n'
-                      'reason = "A test rule"\nphrases = ["zebra crossing"]\n')
+                      'reason = "A test rule"\nphrases = ["zebra crossing"]\npin = true\n')
     mark = len(served.lines)
     served.proc.send_signal(signal.SIGHUP)
     served.wait_log("reloaded rules and templates", after=mark)

@@ -1,8 +1,12 @@
-"""The Classifier: rules loaded once, then classify() many times."""
+"""The Classifier: rules (and the learned model) loaded once, then classify() many times."""
 from __future__ import annotations
 
 import pathlib
+from dataclasses import dataclass
 
+from .combine import combine
+from .features import context_features, feature_set
+from .learned import DEFAULT_PATH, LearnedModel
 from .matcher import context_hit, decide, score_rules, strip_subject_prefixes
 from .model import Classification, Rule, Settings
 from .rules import load_rules
@@ -12,15 +16,21 @@ from .text import normalize
 class Classifier:
     """Classify a patient's new text into one of CATEGORIES, explainably."""
 
-    def __init__(self, rules: list[Rule], settings: Settings | None = None):
+    def __init__(self, rules: list[Rule], settings: Settings | None = None,
+                 model: LearnedModel | None = None):
         self.rules = list(rules)
         self.settings = settings or Settings()
+        self.model = model
 
     @classmethod
-    def load(cls, rules_dir: pathlib.Path) -> "Classifier":
-        """Read and validate ``rules_dir/*.toml``; raises RuleError."""
+    def load(cls, rules_dir: pathlib.Path, model_path: pathlib.Path | None = None,
+             use_model: bool | None = None) -> "Classifier":
+        """Read and validate ``rules_dir/*.toml`` and, unless ``[settings] model = false``
+        (or *use_model* is False), the learned model; raises RuleError."""
         rules, settings = load_rules(pathlib.Path(rules_dir))
-        return cls(rules, settings)
+        wanted = settings.model if use_model is None else use_model
+        model = LearnedModel.load(model_path or DEFAULT_PATH) if wanted else None
+        return cls(rules, settings, model)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -30,16 +40,32 @@ class Classifier:
                  context_kind: str | None = None) -> Classification:
         return self.decide(self.score(text, subject), context_kind)
 
-    def score(self, text: str, subject: str = "") -> list:
-        """The rule hits of a text (the costly part; no thread context)."""
-        norm_text = normalize(text or "")
-        norm_subject = normalize(strip_subject_prefixes(subject or ""))
-        return score_rules(self.rules, self.settings, norm_text, norm_subject)
+    def score(self, text: str, subject: str = "") -> "Scored":
+        """The costly part, without the thread's context: the rule hits of a text and the
+        learned model's features of it (the content steps run this before the
+        transaction opens)."""
+        subject = strip_subject_prefixes(subject or "")
+        hits = score_rules(self.rules, self.settings, normalize(text or ""),
+                           normalize(subject))
+        feats = None if self.model is None else frozenset(
+            feature_set(text or "", subject, None, self.model.config))
+        return Scored(tuple(hits), feats)
 
-    def decide(self, hits: list, context_kind: str | None = None) -> Classification:
-        """The decision over `hits` (from score) and the thread's context (cheap)."""
-        hits = list(hits)
+    def decide(self, scored: "Scored", context_kind: str | None = None) -> Classification:
+        """The decision over `scored` (from score) and the thread's context (cheap)."""
+        hits = list(scored.hits)
         ctx = context_hit(self.settings, context_kind, hits)
         if ctx is not None:
             hits.append(ctx)
-        return decide(hits, self.settings)
+        if self.model is None:
+            return decide(hits, self.settings)
+        feats = set(scored.features or ())
+        feats.update(context_features(context_kind))
+        return combine(hits, self.settings, self.model.vote_features(feats), self.model)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What `Classifier.score` found in a text, for `Classifier.decide`."""
+    hits: tuple
+    features: frozenset | None  # the learned model's features (None without a model)

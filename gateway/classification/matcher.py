@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 
+from .combine import category_scores, flags_of, pinned
 from .qualifiers import gap_negated, not_now
 from .text import TermSet, TextIndex, iter_matches, iter_term_matches
-from .model import CATEGORIES, EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
+from .model import EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
 # A negation reaches a context word (situation, second sign) only from close by.
 _CONTEXT_NEGATION_WORDS = 3
@@ -79,7 +80,7 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
     rule matches the text at all, subject hits count in full.
     """
     text_index = TextIndex(text)
-    hits = [RuleHit(r.id, r.category, r.weight, r.reason)
+    hits = [RuleHit(r.id, r.category, r.weight, r.reason, r.pin, r.flag)
             for r in rules if rule_matches(r, text_index)]
     if not subject:
         return hits
@@ -95,7 +96,7 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
             else settings.subject_factor)
         if factor > 0:
             hits.append(RuleHit(rule.id, rule.category, round(rule.weight * factor, 3),
-                                rule.reason + " (in subject)"))
+                                rule.reason + " (in subject)", rule.pin, rule.flag))
     return hits
 
 
@@ -118,12 +119,16 @@ def context_hit(settings: Settings, context_kind: str | None,
 
 
 def decide(hits: list[RuleHit], settings: Settings) -> Classification:
-    scores = {c: 0.0 for c in CATEGORIES}
-    for h in hits:
-        scores[h.category] = round(scores[h.category] + h.score, 3)
+    """Rules only (the learned model is off): the scores decide, a pin beats a score."""
+    scores = category_scores(hits)
     category = _pick(scores, settings)
+    pin = pinned(hits)
+    by = "rules"
+    if pin is not None and (category != EMERGENCY or pin == EMERGENCY):
+        category, by = pin, "pin"
     return Classification(category=category, urgent=category == EMERGENCY,
-                          hits=tuple(hits), scores=scores)
+                          hits=tuple(hits), scores=scores, decided_by=by,
+                          flags=flags_of(hits, category))
 
 
 def _pick(scores: dict, settings: Settings) -> str:

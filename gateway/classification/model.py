@@ -16,6 +16,8 @@ CATEGORIES: tuple[str, ...] = (
 
 EMERGENCY = "emergency"
 OTHER = "other"
+PATIENT_URGENT = "patient-urgent"
+FLAGS = (PATIENT_URGENT,)
 
 
 class RuleError(Exception):
@@ -35,6 +37,8 @@ class RuleHit:
     category: str
     score: float
     reason: str
+    pin: bool = False  # an ops rule that pins the category when it matches
+    flag: str | None = None  # a rule that marks the message (e.g. "patient-urgent")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class Classification:
     urgent: bool
     hits: tuple[RuleHit, ...]
     scores: dict
+    decided_by: str = "rules"  # rules | model | red-flag | pin
+    model: object = None  # learned.Vote when the learned model voted
+    flags: tuple[str, ...] = ()
+
+    @property
+    def patient_urgent(self) -> bool:
+        """The patient called a non-emergency message urgent."""
+        return PATIENT_URGENT in self.flags
 
     @property
     def rule_ids(self) -> list[str]:
@@ -75,6 +87,8 @@ class Rule:
     situation_names: tuple = ()
     negatable: bool = True
     subject: bool = True
+    pin: bool = False
+    flag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,7 @@ class Settings:
     subject_factor: float = 0.5
     emergency_subject_factor: float = 1.0
     context_weight: float = 1.5
+    model: bool = True  # false: rules only, as before the learned model
     context: dict = field(default_factory=lambda: {
         "lab_result": "results",
         "radiology_result": "results",

@@ -6,15 +6,17 @@ import pathlib
 import re
 import tomllib
 
-from .model import CATEGORIES, Rule, RuleError, Settings
+from .model import CATEGORIES, FLAGS, Rule, RuleError, Settings
 from .text import Term, TermSet, pattern_terms, phrase_term
 
 RULE_KEYS = {"id", "category", "weight", "reason", "phrases", "patterns",
-             "requires", "requires_patterns", "except", "negatable", "subject", "situation"}
+             "requires", "requires_patterns", "except", "negatable", "subject", "situation",
+             "pin", "flag"}
 SITUATION_KEYS = {"description", "phrases", "patterns"}
 REQUIRED_KEYS = ("id", "category", "weight", "reason")
 TOP_KEYS = {"rule", "settings", "context", "situation"}
 SETTING_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"context"}
+BOOL_SETTINGS = {"model"}
 ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_WEIGHT = 100.0
 
@@ -76,6 +78,11 @@ def _settings_table(name: str, table, already: dict) -> dict:
                             f"(known: {', '.join(sorted(SETTING_KEYS))})")
         if key in already:
             raise RuleError(name, f"[settings]: {key!r} is set in more than one file")
+        if key in BOOL_SETTINGS:
+            if not isinstance(value, bool):
+                raise RuleError(name, f"[settings]: {key!r} must be true or false")
+            out[key] = value
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise RuleError(name, f"[settings]: {key!r} must be a number >= 0")
         out[key] = float(value)
@@ -166,7 +173,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         fail(f"weight must be a number above 0 and at most {MAX_WEIGHT:g}, got {weight!r}")
     if not isinstance(table["reason"], str) or not table["reason"].strip():
         fail("reason must be a non-empty text")
-    for key in ("negatable", "subject"):
+    for key in ("negatable", "subject", "pin"):
         if key in table and not isinstance(table[key], bool):
             fail(f"{key!r} must be true or false")
     situation = table.get("situation", [])
@@ -174,6 +181,11 @@ def _build_rule(name: str, index: int, table) -> Rule:
         situation = [situation]
     if not isinstance(situation, list) or not all(isinstance(x, str) for x in situation):
         fail("'situation' must be a name or a list of names of [situation.NAME] tables")
+    flag = table.get("flag")
+    if flag is not None and flag not in FLAGS:
+        fail(f"unknown flag {flag!r} (known: {', '.join(FLAGS)})")
+    if flag is not None and table.get("pin"):
+        fail("a rule is either a flag or a pin, not both")
     matcher = _compile_terms(table, ("phrases", "patterns"), fail)
     if matcher is None:
         fail("needs at least one entry in 'phrases' or 'patterns'")
@@ -184,6 +196,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         excepts=_compile_terms(table, ("except",), fail),
         negatable=table.get("negatable", table["category"] == "emergency"),
         subject=table.get("subject", True), situation_names=tuple(situation),
+        pin=table.get("pin", False), flag=flag,
     )
 
 

@@ -40,6 +40,8 @@ def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None,
     text = ctx.new_text + (f"\n\n{ctx.history}" if ctx.history else "")
     return {
         "category": cls.category, "urgent": cls.urgent, "rules": cls.rule_ids,
+        "decided_by": cls.decided_by, "patient_urgent": cls.patient_urgent,
+        "model": _model_vote(cls.model),
         "scores": [{"id": h.id, "category": h.category, "score": h.score, "reason": h.reason}
                    for h in cls.hits],
         "attachments": [{"filename": a.filename, "declared_type": a.declared_type,
@@ -49,12 +51,25 @@ def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None,
     }
 
 
+def _model_vote(vote) -> dict | None:
+    if vote is None:
+        return None
+    return {"category": vote.category, "probability": round(vote.probability, 4),
+            "emergency": round(vote.emergency, 4), "top_words": list(vote.top_words)}
+
+
+_DECIDED = {"model": "the learned model", "red-flag": "a red-flag rule (raised to emergency)",
+            "pin": "a rule with pin = true", "rules": "the rules (learned model off)"}
+
+
 def _human(result: dict) -> str:
     lines = [f"== {result['file']}"]
     if "error" in result:
         return "\n".join(lines + [f"error: {result['error']}"])
     lines.append(f"category: {result['category']}   urgent: "
-                 f"{'yes' if result['urgent'] else 'no'}")
+                 f"{'yes' if result['urgent'] else 'no'}"
+                 + ("   patient marked urgent" if result.get("patient_urgent") else ""))
+    lines.append(f"decided by: {_DECIDED.get(result['decided_by'], result['decided_by'])}")
     for hit in result["scores"]:
         lines.append(f"  rule {hit['id']} -> {hit['category']} +{hit['score']:g}: "
                      f"{hit['reason']}")

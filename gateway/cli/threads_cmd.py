@@ -11,9 +11,9 @@ def register(sub) -> None:
     p = sub.add_parser("threads", help="conversation threads and their reply deadlines",
                        description="Conversation threads and their reply deadlines.")
     tsub = p.add_subparsers(dest="threads_command", metavar="ACTION", required=True)
-    ls = tsub.add_parser("list", help="open threads, soonest due first",
-                         description="Open threads, soonest due first; times in the "
-                         "practice's zone.")
+    ls = tsub.add_parser("list", help="open threads: urgent ones first, then soonest due",
+                         description="Open threads: urgent ones first, then soonest due; "
+                         "times in the practice's zone.")
     ls.add_argument("--overdue", action="store_true", help="only open threads past due")
     ls.add_argument("--all", action="store_true",
                     help="every thread, whatever its state (answered, closed, ...)")
@@ -30,14 +30,16 @@ def register(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    from sqlalchemy import select
+    from sqlalchemy import and_, case, select
 
     from gateway.clock import utcnow
     from gateway.models import Patient, Thread
     services = services_from(args)
     now = utcnow()
+    urgent_open = case((and_(Thread.urgent.is_(True), Thread.state == "open"), 0), else_=1)
     q = (select(Thread, Patient.account_number).join(Patient, Thread.patient_id == Patient.id)
-         .order_by(Thread.due_at.is_(None), Thread.due_at, Thread.id).limit(args.limit))
+         .order_by(urgent_open, Thread.due_at.is_(None), Thread.due_at, Thread.id)
+         .limit(args.limit))
     if args.overdue:
         q = q.where(Thread.state == "open", Thread.due_at < now)
     elif not args.all:

@@ -57,6 +57,9 @@ def route_to_staff(ctx) -> None:
         headers["Authentication-Results"] = results
     if cls.urgent:
         headers.update({"Importance": "high", "X-Priority": "1 (Highest)"})
+    patient_urgent = bool(getattr(cls, "patient_urgent", False)) and not cls.urgent
+    if patient_urgent:
+        headers["X-Portal-Patient-Urgent"] = "yes"
     patient = ctx.patient
     for rcpt in staff_recipients(cfg, cls.category, cls.urgent):
         msg = s.notices.build(
@@ -64,7 +67,9 @@ def route_to_staff(ctx) -> None:
                                                             s.addresses.portal),
             to=header_to(s, rcpt), domain=s.addresses.domain, headers=headers,
             subject_prefix=prefix, subject=subject_of(ctx.msg) or "(no subject)",
-            urgent=cls.urgent, category=cls.category, text=ctx.new_text,
+            urgent=cls.urgent, patient_urgent=patient_urgent, category=cls.category,
+            decided_by=cls.decided_by, text=ctx.new_text,
+            model_words=", ".join(cls.model.top_words) if cls.model is not None else "",
             history=ctx.history,
             removed_files=[shown_name(n) for n in removed_names(ctx.stripped)],
             patient_name=patient.display_name, account_number=patient.account_number,

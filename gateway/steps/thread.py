@@ -1,7 +1,9 @@
 """Step: open a thread for a new conversation, or continue the token's thread.
 
 The reply clock (`reply_within_hours`) starts at the patient's message; a thread that was
-answered, closed or only waiting for a reply to a notification gets a new clock.
+answered, closed or only waiting for a reply to a notification gets a new clock.  An
+emergency runs on the urgent clock (`urgent_reply_minutes`): the thread is due that soon
+after the message, or sooner if it already was.
 """
 from __future__ import annotations
 
@@ -38,10 +40,14 @@ def attach_thread(ctx) -> None:
     cls = ctx.classification
     thread = ctx.token_thread or open_thread(ctx.session, ctx.patient.id, None, "open")
     now = utcnow()
+    policy = ctx.services.cfg.policy
     if thread.due_at is None or thread.state != "open":
-        thread.due_at = now + dt.timedelta(hours=ctx.services.cfg.policy.reply_within_hours)
+        thread.due_at = now + dt.timedelta(hours=policy.reply_within_hours)
         thread.state = "open"
         thread.answered_at = None
+    if cls.urgent:
+        thread.due_at = min(thread.due_at,
+                            now + dt.timedelta(minutes=policy.urgent_reply_minutes))
     if cls.urgent or thread.category in (None, "other"):
         thread.category = cls.category
     thread.urgent = thread.urgent or cls.urgent

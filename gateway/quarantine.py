@@ -100,7 +100,7 @@ def expire(session, days: int, now: dt.datetime | None = None) -> int:
     cutoff = (now or utcnow()) - dt.timedelta(days=days)
     result = session.execute(update(Quarantine)
                              .where(Quarantine.state == "held", Quarantine.held_at < cutoff)
-                             .values(state="expired", raw=None))
+                             .values(state="expired", raw=None, mail_from=None))
     return result.rowcount or 0
 
 
@@ -124,10 +124,11 @@ def retry(services, qid: int) -> str:
     """Run a held message through the pipeline again: 'released', 'refused' or raises."""
     with services.factory() as session:
         row = session.get(Quarantine, qid)
-        if row is None or row.state != "held":
+        if row is None or row.state not in ("held", "expired"):
             raise LookupError(f"no held message with id {qid}")
         if row.raw is None:
-            raise LookupError(f"held message {qid} was purged (retention_days)")
+            raise LookupError(f"held message {qid} was purged (retention_days or "
+                              "quarantine_days)")
         inbound = pipeline.Inbound(raw=row.raw, mail_from=row.mail_from or "",
                                    rcpt_tos=list(row.rcpt_tos or []), source=row.source,
                                    session_id=f"quarantine:{qid}",

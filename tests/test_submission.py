@@ -180,7 +180,7 @@ async def test_staff_answer_with_auth_on_the_submission_listener(gw):
     errors = await submit(gw, staff_reply(staff_copy), [staff_addr])
     assert errors == {}
     answers = await wait_for_mail(root, "ana@example.com", 2)  # the ack, then the answer
-    assert any("Tuesday at 10" in read(p).get_content() for p in answers)
+    assert any("Tuesday at 10" in read(p).get_body(("plain",)).get_content() for p in answers)
     mixed = await submit(gw, notification(), ["ana@example.com", staff_addr])
     assert mixed[staff_addr][0] == 452  # one kind of recipient per message
 async def test_each_patient_sees_only_their_own_address(gw):

@@ -1,4 +1,4 @@
-"""The public HTTP listener: the enrollment page (§12) and nothing else; /healthz and
+"""The public HTTP listener: the enrollment page and nothing else; /healthz and
 /metrics listen apart (gateway.ops_http, ``[http] ops_host``/``ops_port``).
 
 ``GET /enroll?token=T`` shows the form (or why the link cannot be used); ``POST /enroll``

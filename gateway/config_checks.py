@@ -105,7 +105,8 @@ def _policy_and_gateway(cfg: Config, err) -> None:
         err("delivery", "bounce_token_days", "must be positive")
     if cfg.policy.reply_within_hours <= 0:
         err("policy", "reply_within_hours", "must be positive")
-    if not 1 <= cfg.policy.urgent_reply_minutes <= cfg.policy.reply_within_hours * 60:
+    if cfg.policy.urgent_reply_minutes < 1 or 0 < cfg.policy.reply_within_hours * 60 < \
+            cfg.policy.urgent_reply_minutes:  # a bad reply_within_hours is named on its own
         err("policy", "urgent_reply_minutes",
             "must be at least 1 and not longer than reply_within_hours")
     for key in ("drain_seconds", "retention_days", "outbox_stuck_minutes",

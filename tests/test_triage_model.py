@@ -245,7 +245,7 @@ async def test_patient_marked_urgent_goes_to_its_team_with_a_flag(services, gate
     assert staff["X-Portal-Patient-Urgent"] == "yes"
     assert "Patient marked urgent" in staff.get_content()
     ack = read((await wait_for_mail(root, "ana@example.com"))[0])
-    assert "will answer it by" in ack.get_content()
+    assert "will answer it by" in ack.get_body(("plain",)).get_content()
     with services.factory() as session:
         thread = session.scalars(select(Thread)).one()
         assert not thread.urgent

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from .combine import category_scores, flags_of, pinned
-from .qualifiers import gap_negated, not_now
+from .qualifiers import gap_negated, not_now, sign_not_now
 from .text import TermSet, TextIndex, iter_matches, iter_term_matches
 from .model import EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
@@ -30,7 +30,7 @@ def _live_match(terms: TermSet, index: TextIndex, negatable: bool,
     for term, m in iter_term_matches(terms, index):
         if rule is not None and _in_except(rule, index, m.start(), m.end()):
             continue
-        if negatable and (not_now(index.text, m.start(), m.end())
+        if negatable and (sign_not_now(index.text, m.start(), m.end())
                           or (term.gaps and gap_negated(m))):
             continue
         return m

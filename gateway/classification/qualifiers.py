@@ -93,7 +93,11 @@ _HYPOTHETICAL = re.compile(
     r"mi (?:amiga|amigo|vecina|companera|prima|cunada)|una amiga|"
     r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
     r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"
-    r"become|becomes|turn|turns)|"
+    r"become|becomes|turn|turns|get|gets|notice|notices)|"
+    # planning for something that may go wrong later: "if something goes wrong (like fever)"
+    r"if (?:something|anything) (?:goes|went|were to go) wrong|if (?:something|anything) happens|"
+    r"si algo (?:sale|saliera) mal|si (?:algo|alguna cosa) pasa|planning ahead|"
+    r"when do i (?:worry|need to worry)|cuando me preocupo|cuando (?:debo|tengo que) preocuparme|"
     r"que (?:hago|debo hacer|tengo que hacer) si|en caso de|si llegara|si me llega|"
     r"si se me rompe|si empiezo|si empieza|cuales son (?:los|las) (?:sintomas|senales)|"
     r"paano kung|kung sakali)(?!\w)")
@@ -152,6 +156,54 @@ def is_hypothetical(text: str, start: int, end: int) -> bool:
         if not _DOUBT_IF.search(before[max(0, m.start() - 20):m.start()]):
             return True
     return False
+
+
+# A past event already seen and cleared: "I fell ... went to L&D, they monitored me for 4
+# hours and everything was fine".  Read after the sign, up to a turn back to the present.
+_CLEARED = re.compile(
+    r"(?<!\w)(?:monitored|me monitorearon|checked me|evaluated|they checked|"
+    r"went to (?:the )?(?:er|emergency room|urgent care|hospital|l ?&? ?d|triage)|"
+    r"fui a (?:la )?(?:sala de )?(?:emergencia\w*|l ?&? ?d|urgencias|hospital))(?!\w)")
+_ALL_CLEAR = re.compile(
+    r"(?<!\w)(?:everything (?:was|looked|came back|turned out) (?:fine|ok|okay|normal|good)|"
+    r"all (?:good|fine|normal)|(?:was|were|came back) (?:all )?normal|"
+    r"todo (?:salio|estuvo|estaba) (?:bien|normal)|salio todo bien|"
+    r"(?:we are|were|both|ambas|ambos) (?:\w+ )?(?:fine|ok|okay|bien))(?!\w)")
+_TURN = re.compile(r"(?<!\w)(?:but|pero|however|now it|now i|again|otra vez|de nuevo|still|"
+                   r"todavia|sigue|worse|peor|since this morning|today i|hoy)(?!\w)")
+_CLEARED_AFTER = 260
+# A report's or bill's own wording quoted: 'the pathology says "... hemorrhage ..."'.
+_QUOTE_OPEN = re.compile(r"(?<!\w)(?:says|said|reads|states|shows|lists|listed|dice|decia)"
+                         r" ?:? ?[\"\u201c]")
+
+
+def already_cleared(text: str, start: int, end: int) -> bool:
+    """True if the sign is followed, before any turn to the present, by a visit that
+    already checked it and found all well."""
+    after = text[end:end + _CLEARED_AFTER]
+    turn = _TURN.search(after)
+    if turn:
+        after = after[:turn.start()]
+    seen = _CLEARED.search(after) or _CLEARED.search(_clause_before(text, start, _SENTENCE))
+    return bool(seen) and bool(_ALL_CLEAR.search(after))
+
+
+def quoted_report(text: str, start: int) -> bool:
+    """True if the match sits inside a quotation of a report ('it says "..."')."""
+    before = text[max(0, start - _LOOK_BEFORE):start]
+    opened = None
+    for opened in _QUOTE_OPEN.finditer(before):
+        pass
+    if opened is None:
+        return False
+    return not re.search(r"[\"\u201d]", before[opened.end():])
+
+
+def sign_not_now(text: str, start: int, end: int) -> bool:
+    """`not_now` for a warning sign itself, plus: already checked and cleared, or words
+    quoted from a report.  (Context words such as a situation use `not_now` only.)"""
+    return (not_now(text, start, end) or already_cleared(text, start, end)
+            or quoted_report(text, start))
 
 
 def gap_negated(match: re.Match) -> bool:

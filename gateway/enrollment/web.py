@@ -226,8 +226,10 @@ async def post_enroll(request: web.Request) -> web.Response:
 async def security_headers(request: web.Request, handler):
     try:
         response = await handler(request)
-    except web.HTTPException as e:
-        response = e
+    except web.HTTPException as e:  # 404, 405...: raised on, with the same headers
+        for key, value in SECURITY_HEADERS.items():
+            e.headers.setdefault(key, value)
+        raise
     except Exception:
         log.exception("http handler error", extra={"path": request.path})
         response = web.Response(text="Something went wrong. Please try again later or call "

@@ -179,6 +179,14 @@ class NotificationsSection:
     kinds: list = field(default_factory=lambda: ["lab_result", "radiology_result",
                                                  "appointment_reminder", "statement",
                                                  "surgery_scheduling", "message"])
+    # the category of each kind, for proxies: a proxy gets a copy of a notification whose
+    # kind maps to a category within its scope (an unmapped kind goes to no proxy)
+    categories: dict = field(default_factory=lambda: {
+        "lab_result": "results", "radiology_result": "results",
+        "appointment_reminder": "appointment", "statement": "billing",
+        "surgery_scheduling": "surgery"})
+    # kinds about confidential care: never to a proxy of a patient aged 12-17
+    confidential_kinds: list = field(default_factory=list)
 
 
 @dataclass

@@ -147,3 +147,31 @@ def test_revoking_voids_a_live_proxy_invite(services):
         assert proxies.revoke(session, session.get(Proxy, proxy_id))
     now = dt.datetime.utcnow()
     assert enrollment.enroll(services, token, _form(), "v1", now).closed == "void"
+
+
+def test_inspect_shows_the_scope_decision_for_each_proxy(services, config, tmp_path):
+    from gateway.cli import inspect_cmd
+    from tests.helpers import patient_mail
+    teen = add_patient(services, account="1001", email="teen@example.com",
+                       birth_date=f"{dt.date.today().year - 15}-06-01")
+    add_proxy(services, teen, scope="appointment medical_question")
+    add_proxy(services, teen, email="gone@example.net", status="revoked")
+    files = []
+    for name, body in (("plain.eml", "Can we move her appointment to Tuesday?"),
+                       ("conf.eml", "Can she get birth control pills at the appointment?")):
+        path = tmp_path / name
+        path.write_bytes(patient_mail(sender="mom@example.net", body=body).as_bytes())
+        files.append(str(path))
+    out = run_cli(inspect_cmd, config.path, "inspect", "--json", "--proxy", "1001",
+                  *files).stdout
+    plain, conf = (json.loads(line) for line in out.splitlines())
+    assert [p["decision"] for p in plain["proxies"]] == ["within"]
+    assert plain["proxies"][0]["scope"] == ["appointment"]  # medical_question: minor rule
+    assert conf["confidential"] == ["contraception"]
+    assert conf["proxies"][0]["decision"] == "outside"
+    assert "confidential:contraception" in conf["proxies"][0]["reasons"]
+    human = run_cli(inspect_cmd, config.path, "inspect", "--proxy", "1001", files[1]).stdout
+    assert "(mother) scope appointment: outside (" in human
+    missing = run_cli(inspect_cmd, config.path, "inspect", "--proxy", "9", files[0],
+                      check=False)
+    assert missing.returncode != 0 and "no patient with account 9" in missing.stderr

@@ -175,3 +175,26 @@ def test_inspect_shows_the_scope_decision_for_each_proxy(services, config, tmp_p
     missing = run_cli(inspect_cmd, config.path, "inspect", "--proxy", "9", files[0],
                       check=False)
     assert missing.returncode != 0 and "no patient with account 9" in missing.stderr
+
+
+def test_proxy_invite_reminder_then_expiry_back_to_roster(services):
+    from gateway.enrollment import invites
+    from tests.test_invites import T0
+    patient_id = add_patient(services, account="1001", status="active")
+    proxy_id = add_proxy(services, patient_id, status="roster")
+    with services.transaction() as session:
+        proxy_invites.create(session, services, session.get(Proxy, proxy_id), now=T0)
+    assert invites.sweep(services, T0 + dt.timedelta(days=6)) == 1
+    (recipient, body), = mails(services, "proxy_invite_reminder")
+    assert recipient == "mom@example.net" and "on behalf of a patient" in body
+    invites.sweep(services, T0 + dt.timedelta(days=8))
+    with services.factory() as session:
+        assert session.get(Proxy, proxy_id).status == "roster"
+        assert session.get(Patient, patient_id).status == "active"  # untouched
+    add_patient(services, account="1002", email="bo@example.com", status="roster")
+    try:
+        invites.invite(services, "1002", email="MOM@example.net")
+    except InviteRefused as e:
+        assert f"is the address of proxy {proxy_id}" in str(e)
+    else:
+        raise AssertionError("a patient was invited at a proxy's address")

@@ -97,6 +97,11 @@ def _address_for(session: Session, patient: Patient, email: str | None,
     if other is not None:
         raise InviteRefused(f"address {address} already belongs to patient {other}; "
                             "each patient needs an address of their own")
+    proxy = session.scalar(select(Proxy.id).where(
+        Proxy.email_index == address_index(address)).limit(1))
+    if proxy is not None:
+        raise InviteRefused(f"address {address} is the address of proxy {proxy}; a patient "
+                            "needs an address of their own")
     return address
 
 

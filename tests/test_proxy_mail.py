@@ -184,6 +184,9 @@ async def test_proxy_of_two_patients_names_the_patient_in_the_subject(gw):
     assert "account number in the subject" in notice
     again = await send(gw, MOM, "Can we move the appointment?", subject="Appointment")
     assert again[:2] == ("DATA", 550)  # refused again; the notice went once today
+    for subject in ("Appointment 1001 1002", "Appointment 10021", "Appointment A-1002"):
+        both = await send(gw, MOM, "Can we move the appointment?", subject=subject)
+        assert both[:2] == ("DATA", 550), subject  # two patients, or none, named
     ok = await send(gw, MOM, "Can we move the appointment?", subject="Appointment 1002")
     assert ok[:2] == ("DATA", 250)
     with s.factory() as session:

@@ -21,6 +21,7 @@ from gateway.decisions import REFUSED_SENDER, Reject
 from gateway.language import patient_language
 from gateway.models import Patient
 from gateway.proxy_scope import decide
+from gateway.steps.classify import subject_of
 from gateway.steps.refusal_notice import once_today
 
 WHICH_PATIENT = "proxy-which-patient"
@@ -51,7 +52,6 @@ def _by_subject(session, rows: list, subject: str) -> list:
 def admit_proxy(ctx) -> None:
     """Step (called by admit_patient for a sender who is no patient): admit an active
     proxy for its patient, or refuse with the uniform text."""
-    from gateway.steps.classify import subject_of
     session, cfg = ctx.session, ctx.services.cfg
     rows = active_proxies(session, ctx.sender, cfg.policy.allowed_states)
     if ctx.token_thread is not None:

@@ -1,6 +1,7 @@
 """The Classifier: rules (and the learned model) loaded once, then classify() many times."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from dataclasses import dataclass
 
@@ -49,7 +50,11 @@ class Classifier:
                            normalize(subject))
         feats = None if self.model is None else frozenset(
             feature_set(text or "", subject, None, self.model.config))
-        return Scored(tuple(hits), feats)
+        # The model reads only the first max_chars of a long text: what it did not read
+        # it cannot rule out, so a red flag further on raises without its second opinion.
+        seen_all = self.model is None or len(text or "") <= int(
+            self.model.config.get("max_chars", 6000))
+        return Scored(tuple(hits), feats, seen_all)
 
     def decide(self, scored: "Scored", context_kind: str | None = None) -> Classification:
         """The decision over `scored` (from score) and the thread's context (cheap)."""
@@ -61,7 +66,9 @@ class Classifier:
             return decide(hits, self.settings)
         feats = set(scored.features or ())
         feats.update(context_features(context_kind))
-        return combine(hits, self.settings, self.model.vote_features(feats), self.model)
+        settings = self.settings if scored.model_saw_all else dataclasses.replace(
+            self.settings, red_flag_model_floor=0.0)
+        return combine(hits, settings, self.model.vote_features(feats), self.model)
 
 
 @dataclass(frozen=True)
@@ -69,3 +76,4 @@ class Scored:
     """What `Classifier.score` found in a text, for `Classifier.decide`."""
     hits: tuple
     features: frozenset | None  # the learned model's features (None without a model)
+    model_saw_all: bool = True  # False: the text was longer than the model reads

@@ -1,6 +1,7 @@
 """The Classifier: rules (and the learned model) loaded once, then classify() many times."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from dataclasses import dataclass
 
@@ -51,7 +52,12 @@ class Classifier:
                            normalize(subject))
         feats = None if self.model is None else frozenset(
             feature_set(text or "", subject, None, self.model.config))
-        return Scored(tuple(hits), feats, confidential.find(self.markers, text, subject))
+        # The model reads only the first max_chars of a long text: what it did not read
+        # it cannot rule out, so a red flag further on raises without its second opinion.
+        seen_all = self.model is None or len(text or "") <= int(
+            self.model.config.get("max_chars", 6000))
+        return Scored(tuple(hits), feats, seen_all,
+                      confidential=confidential.find(self.markers, text, subject))
 
     def confidential(self, text: str, subject: str = "") -> tuple[str, ...]:
         """The confidential topics the markers find in a text (e.g. a staff answer)."""
@@ -67,7 +73,9 @@ class Classifier:
             return decide(hits, self.settings)
         feats = set(scored.features or ())
         feats.update(context_features(context_kind))
-        return combine(hits, self.settings, self.model.vote_features(feats), self.model)
+        settings = self.settings if scored.model_saw_all else dataclasses.replace(
+            self.settings, red_flag_model_floor=0.0)
+        return combine(hits, settings, self.model.vote_features(feats), self.model)
 
 
 @dataclass(frozen=True)
@@ -75,4 +83,5 @@ class Scored:
     """What `Classifier.score` found in a text, for `Classifier.decide`."""
     hits: tuple
     features: frozenset | None  # the learned model's features (None without a model)
+    model_saw_all: bool = True  # False: the text was longer than the model reads
     confidential: tuple = ()  # topics the confidential markers found (text or subject)

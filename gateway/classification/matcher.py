@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from .combine import category_scores, flags_of, pinned
+from .combine import category_scores, flags_of, pinned, red_flag_score
 from .qualifiers import gap_negated, not_now, sign_not_now
 from .text import TermSet, TextIndex, iter_matches, iter_term_matches
 from .model import EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
@@ -121,7 +121,7 @@ def context_hit(settings: Settings, context_kind: str | None,
 def decide(hits: list[RuleHit], settings: Settings) -> Classification:
     """Rules only (the learned model is off): the scores decide, a pin beats a score."""
     scores = category_scores(hits)
-    category = _pick(scores, settings)
+    category = _pick(scores, settings, red_flag_score(hits))
     pin = pinned(hits)
     by = "rules"
     if pin is not None and (category != EMERGENCY or pin == EMERGENCY):
@@ -131,8 +131,10 @@ def decide(hits: list[RuleHit], settings: Settings) -> Classification:
                           flags=flags_of(hits, category))
 
 
-def _pick(scores: dict, settings: Settings) -> str:
-    if scores[EMERGENCY] >= settings.emergency_min_score:
+def _pick(scores: dict, settings: Settings, red: float) -> str:
+    # A flag rule (e.g. the patient's own "urgent") is shown but never raises a message to
+    # emergency: only red-flag rules count towards emergency_min_score.
+    if red >= settings.emergency_min_score:
         return EMERGENCY
     ranked = sorted(((s, c) for c, s in scores.items() if c != EMERGENCY), reverse=True)
     (best, category), (second, _) = ranked[0], ranked[1]

@@ -7,8 +7,11 @@ import os
 import signal
 import smtplib
 import subprocess
+import urllib.request
+from collections import Counter
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import ConfigError, load_config
 
@@ -74,19 +77,33 @@ def test_a_worker_that_dies_is_restarted(tmp_path, sqlite_url):
     assert len(stored(sqlite_url, config)[0]) == 6
 
 
-def test_sighup_to_the_parent_reloads_every_worker(tmp_path, sqlite_url):
+def test_sighup_reloads_every_worker_and_metrics_count_every_worker(tmp_path, sqlite_url):
     config, port = gateway_config(tmp_path, sqlite_url, workers=2)
     prepare_database(sqlite_url, config)
     serve = Serve(config, port)
     try:
-        serve.wait_logs("listening", count=2)
+        ops = serve.wait_logs("listening", worker=0)[0]["ops"]
+        serve.wait_logs("listening", worker=1)
         assert not serve.logs("reloaded rules and templates")
         serve.proc.send_signal(signal.SIGHUP)
         reloaded = serve.wait_logs("reloaded rules and templates", count=2)
         assert {e["worker"] for e in reloaded} == {0, 1}
+        senders = Senders([port], sessions=12, per=2)
+        senders.join()
+        assert len(senders.acked) == 24
+        by_worker = Counter(e["worker"] for e in serve.logs("message accepted"))
+        page = urllib.request.urlopen(f"http://{ops}/metrics", timeout=30).read().decode()
         assert serve.stop() == 0
     finally:
         serve.kill()
+    assert set(by_worker) == {0, 1}  # both workers took sessions ...
+    accepted = sum(sample.value for family in text_string_to_metric_families(page)
+                   for sample in family.samples
+                   if sample.name == "portal_messages_accepted_total")
+    assert accepted == 24  # ... and worker 0's /metrics counts the messages of both
+    reloads = sum(sample.value for family in text_string_to_metric_families(page)
+                  for sample in family.samples if sample.name == "portal_reloads_total")
+    assert reloads == 2
 
 
 def test_a_second_gateway_on_the_same_port_is_refused(tmp_path, sqlite_url):

@@ -49,9 +49,9 @@ def register(sub) -> None:
 def cmd_serve(args) -> int:
     from gateway import logs
     os.umask(0o077)  # whatever started us: the database and Maildir files are 0600
+    if config_from(args).gateway.workers > 1:
+        return _serve_workers(args)
     services = services_from(args)
-    if services.cfg.gateway.workers > 1:
-        return _serve_workers(services)
     logs.setup(services.cfg.gateway.log_level)
     try:
         return _serve(services)
@@ -78,8 +78,21 @@ def _serve(services, role=None) -> int:
     return 0
 
 
-def _serve_workers(services) -> int:
+def _serve_workers(args) -> int:
     """[gateway] workers > 1: this process forks the workers and watches them."""
+    import shutil
+    import tempfile
+    # The workers' counters go to files here, so /metrics (on worker 0) sums them all; set
+    # before the metrics module is imported (below, and never before in this process).
+    metrics_dir = tempfile.mkdtemp(prefix="portal-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _supervise(services_from(args))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(services) -> int:
     import gateway.app  # noqa: F401  (imported once here, not in every worker)
     from gateway import logs
     from gateway.workers import Supervisor

@@ -265,6 +265,7 @@ def _counters() -> CollectorRegistry:
         return REGISTRY
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry)
+    ProcessCollector(registry=registry)  # process_*: the process serving /metrics
     return registry
 
 

@@ -3,6 +3,7 @@ line by line (JSON logs), many SMTP sessions at once, and what ended up stored a
 from __future__ import annotations
 
 import json
+import os
 import signal
 import smtplib
 import socket
@@ -91,6 +92,12 @@ class Serve:
                 found.append(entry)
         return found
 
+    def problems(self) -> str:
+        """Warnings and errors the processes logged (for an assertion's message)."""
+        return "\n".join(line for line in self.lines
+                         if '"level": "error"' in line or ('"level": "warning"' in line
+                                                          and "auth_mode" not in line))
+
     def wait_logs(self, event: str, count: int = 1, timeout: float = 30, **match) -> list:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -111,9 +118,16 @@ class Serve:
             self._reader.join(5)
 
     def kill(self) -> None:
+        """Whatever is left, workers included (a test that failed must not leave any)."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for entry in self.logs("listening"):
+            if "worker" in entry:
+                try:
+                    os.kill(entry["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 class Senders:

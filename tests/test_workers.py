@@ -36,27 +36,27 @@ def test_two_workers_store_and_acknowledge_each_message_once_and_drain(tmp_path,
         senders = Senders([port], sessions=16, per=6)
         senders.wait_acked(40)
         assert serve.stop() == 0  # SIGTERM to the parent while sessions are still sending
+        for pid in pids.values():  # no worker outlives the parent
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
         senders.join()
     finally:
         serve.kill()
         relay.stop()
-    for pid in pids.values():  # no worker outlives the parent
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
-    assert {e.get("worker") for e in serve.logs("stopped")} == {0, 1, None}
+    assert {e.get("worker") for e in serve.logs("stopped")} == {0, 1, None}, serve.problems()
     # the kernel spread the sessions over both workers
     assert {e.get("worker") for e in serve.logs("message accepted")} == {0, 1}
     ids, outbox = stored(db_url, config)
     assert len(ids) == len(set(ids)), "a message was stored twice"
-    assert sorted(ids) == sorted(senders.acked), "stored differs from answered 250"
+    assert sorted(ids) == sorted(senders.acked), serve.problems()  # stored = answered 250
     assert len(outbox) == 2 * len(ids)  # an acknowledgement and a staff copy each
-    assert {state for _, _, state in outbox} == {"sent"}, "the drain left mail unsent"
+    assert {state for _, _, state in outbox} == {"sent"}, serve.problems()  # drained
     sent = relay.sent()
-    assert sorted(sent) == sorted(row_id for row_id, _, _ in outbox)
+    assert sorted(sent) == sorted(row_id for row_id, _, _ in outbox), serve.problems()
     assert set(sent.values()) == {1}, "a mail was sent twice"
 
 
-def test_a_worker_that_dies_is_restarted(tmp_path, sqlite_url):
+def test_a_worker_that_dies_is_restarted_and_workers_outlive_no_parent(tmp_path, sqlite_url):
     config, port = gateway_config(tmp_path, sqlite_url, workers=2)
     prepare_database(sqlite_url, config)
     serve = Serve(config, port)
@@ -71,9 +71,11 @@ def test_a_worker_that_dies_is_restarted(tmp_path, sqlite_url):
         for _ in range(6):  # the restarted worker answers its share of the port again
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
                 client.send_message(patient_mail(), PATIENT, [PORTAL])
-        assert serve.stop() == 0
+        serve.proc.kill()  # the parent itself dies: its workers drain and exit
+        serve.wait_logs("stopped", count=2, timeout=30)
     finally:
         serve.kill()
+    assert {e.get("worker") for e in serve.logs("stopped")} == {0, 1}
     assert len(stored(sqlite_url, config)[0]) == 6
 
 

@@ -101,8 +101,12 @@ class Supervisor:
     def _child(self, index: int) -> None:
         code = 1
         try:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_DFL)  # the worker's event loop sets its own
+            # Until the worker's event loop sets its own handlers: SIGTERM ends it (it has
+            # accepted nothing yet), a SIGHUP is no reason to die (the parent reloaded the
+            # rules this worker was forked with).
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             _die_with_parent()
             code = self.run_worker(Role(index, *self.ports))
         except SystemExit as e:

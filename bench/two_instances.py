@@ -12,9 +12,10 @@ answered 250, two outbox rows each (acknowledgement and staff copy), every row s
 Maildir file per row, and one `mail.sent` audit row per outbox row (Maildir delivery is
 idempotent by row, so the audit count is what shows a row sent twice).
 
-    .venv/bin/python bench/two_instances.py [--messages N] [--reps 3]
+    .venv/bin/python bench/two_instances.py [--messages N] [--reps 3] [--sqlite]
 
-Needs PostgreSQL (PORTAL_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/test);
+With --sqlite: the embedded SQLite database, `one` and `workers2` only.  Otherwise it needs
+PostgreSQL (PORTAL_BENCH_PG_URL, default postgresql://postgres@127.0.0.1:5432/test);
 it works in a schema of its own and drops it at the end.
 """
 from __future__ import annotations
@@ -150,21 +151,25 @@ def run(folder: Path, db_url: str, total: int, reps: int) -> None:
         results[name].append(asyncio.run(drive(ports, total, maildir)))
         answered += total
 
+    sqlite = db_url.startswith("sqlite")
     for rep in range(reps):
         a = Server(config_a, port_a)
         case("one", [port_a], [port_a])
-        b = Server(config_b, port_b)
-        case("two", [port_a, port_b], [port_b])
-        b.stop()
+        if not sqlite:  # SQLite is for one gateway on one host (its workers included)
+            b = Server(config_b, port_b)
+            case("two", [port_a, port_b], [port_b])
+            b.stop()
         a.stop()
         w = Server(config_w, port_w)
         case("workers2", [port_w], [port_w])
         w.stop()
         print(f"rep {rep + 1}: " + "  ".join(f"{k} {v[-1]:.1f} msg/s"
-                                            for k, v in results.items()), flush=True)
+                                            for k, v in results.items() if v), flush=True)
     base = statistics.median(results["one"])
     print(f"\n{'case':>9} {'min':>7} {'median':>7} {'max':>7}  ratio to one (median)")
     for name, values in results.items():
+        if not values:
+            continue
         print(f"{name:>9} {min(values):>7.1f} {statistics.median(values):>7.1f} "
               f"{max(values):>7.1f}  {statistics.median(values) / base:.2f}")
     problems = check(config_a, maildir, answered)
@@ -177,7 +182,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=200, help="2 KB messages per case")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--sqlite", action="store_true",
+                    help="the embedded SQLite instead: one serve vs workers = 2 only")
     args = ap.parse_args()
+    if args.sqlite:
+        with tempfile.TemporaryDirectory() as d:
+            run(Path(d), f"sqlite:///{d}/var/gateway.sqlite3", args.messages, args.reps)
+        return
     schema = "bench_" + secrets.token_hex(4)
     admin = create_engine("postgresql+psycopg://" + PG_URL.split("://", 1)[1])
     with admin.begin() as conn:

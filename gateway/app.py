@@ -67,8 +67,8 @@ class Gateway:
         server = await start_submission(self.s, cfg.submission_host, port, reuse_port=shared)
         self.servers.append(server)
         self.submission_port = server.sockets[0].getsockname()[1]
-        self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         if self.worker_index:  # workers 1..N-1: SMTP and outbox only
+            self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
             log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}",
                                          "submission": f"{cfg.submission_host}:"
                                                        f"{self.submission_port}"})
@@ -82,6 +82,7 @@ class Gateway:
                                           if self.ops_port is None else self.ops_port,
                                           listeners=self.listener_state)
         self.ops_port = self.ops_runner.port
+        self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
         self.tasks.append(asyncio.create_task(self.sweeper.run(), name="deadlines"))
         self.imap_tasks = start_imap(self.s)  # one poller per [[imap.accounts]]
         self.tasks += self.imap_tasks

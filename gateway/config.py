@@ -52,6 +52,7 @@ class GatewaySection:
     outbox_stuck_minutes: float = 15.0  # /healthz 503 when due mail waits longer; 0: off
     quarantine_max_bytes: int = 256 * 1024 * 1024  # raw bytes held in the quarantine at most
     quarantine_days: int = 30  # held messages' raw bytes are dropped this long after
+    workers: int = 1  # serve: processes sharing the SMTP listeners (gateway.workers)
 
 
 @dataclass

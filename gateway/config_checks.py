@@ -8,6 +8,8 @@ from pathlib import Path
 from gateway.config import (CATEGORIES, Config, ConfigError, ImapAccount, ImapFolder,
                             SmtpSection, build_section, is_loopback)
 
+MAX_WORKERS = 64  # [gateway] workers: serve's processes at most
+
 
 def validate(cfg: Config, fname: str) -> None:
     """Cross-field checks; raises one ConfigError listing every problem, each naming file
@@ -131,6 +133,8 @@ def _policy_and_gateway(cfg: Config, err) -> None:
                 "quarantine_max_bytes", "quarantine_days"):
         if getattr(cfg.gateway, key) < 0:
             err("gateway", key, "must not be negative")
+    if not 1 <= cfg.gateway.workers <= MAX_WORKERS:
+        err("gateway", "workers", f"must be between 1 and {MAX_WORKERS}")
     if len(cfg.gateway.separator) != 1:
         err("gateway", "separator", "must be a single character")
     if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):

@@ -5,6 +5,7 @@ import re
 
 from .combine import category_scores, flags_of, pinned, red_flag_score
 from .qualifiers import gap_negated, not_now, sign_not_now
+from .index import Cached
 from .text import TermSet, TextIndex, iter_matches, iter_term_matches
 from .model import EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
@@ -56,14 +57,15 @@ def rule_matches(rule: Rule, index: TextIndex) -> bool:
 
 
 def _also_live(terms: TermSet, index: TextIndex, rule: Rule, main: re.Match) -> bool:
-    # Many rules share one situation ("pregnancy"): its matches are found once per text.
+    # Many rules share one situation ("pregnancy"): its matches are found once per text,
+    # and only as far as a rule needed to look (the first live one usually settles it).
     key = (id(terms), rule.negatable)
     spans = index.memo.get(key)
     if spans is None:
-        spans = index.memo[key] = [
+        spans = index.memo[key] = Cached(
             (m.start(), m.end(), rule.negatable and not_now(
                 index.text, m.start(), m.end(), _CONTEXT_NEGATION_WORDS))
-            for m in iter_matches(terms, index)]
+            for m in iter_matches(terms, index))
     return any(not discounted or (main.start() <= start and end <= main.end())
                for start, end, discounted in spans)
 

@@ -19,6 +19,9 @@ import email.utils
 from email.message import EmailMessage
 from pathlib import Path
 
+import re
+from email.policy import EmailPolicy
+
 import jinja2
 from jinja2 import meta
 
@@ -54,6 +57,28 @@ def is_patient_template(name: str) -> bool:
 
 def allowed_variables(name: str) -> frozenset:
     return PATIENT_VARIABLES | EXTRA_VARIABLES.get(name, frozenset())
+
+
+# Header values the gateway writes itself and only copies (ids, dates, our addresses,
+# fixed words): printable ASCII, single spaces, no encoded words, short enough never to
+# be folded.  Such a value is kept as the text it is; the serialised mail is byte-for-byte
+# what a parsed header object would give, without building one.
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*\Z")
+_PARSED_ALWAYS = frozenset({"from", "to", "cc", "bcc", "sender", "subject"})
+
+
+class CopiedHeaders(EmailPolicy):
+    """``policy.default``, except that plain header values are stored as they are."""
+
+    def header_store_parse(self, name, value):
+        if (isinstance(value, str) and "=?" not in value
+                and len(name) + 2 + len(value) <= 78
+                and name.lower() not in _PARSED_ALWAYS and _PLAIN_VALUE.match(value)):
+            return (name, value)
+        return super().header_store_parse(name, value)
+
+
+OUTBOUND = CopiedHeaders()
 
 
 class TemplateError(Exception):
@@ -103,6 +128,7 @@ class Notices:
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
+            auto_reload=False,  # compiled once; `reload` builds a new Notices
         )
 
     def names(self, lang: str = "en") -> list[str]:
@@ -162,7 +188,7 @@ class Notices:
         subject, text, html = (self.render(name, languages[0], **context)
                                if len(languages) == 1
                                else self.render_many(name, languages, **context))
-        msg = EmailMessage()
+        msg = EmailMessage(policy=OUTBOUND)
         msg["From"] = sender
         msg["To"] = to
         msg["Subject"] = subject

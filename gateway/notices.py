@@ -67,8 +67,34 @@ _PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*\Z")
 _PARSED_ALWAYS = frozenset({"from", "to", "cc", "bcc", "sender", "subject"})
 
 
+_MAX_COUNT: dict[str, int | None] = {}
+_PARSED: dict[tuple[str, str], object] = {}  # header objects are immutable
+_PARSED_LIMIT = 4096
+
+
 class CopiedHeaders(EmailPolicy):
-    """``policy.default``, except that plain header values are stored as they are."""
+    """``policy.default``, except that plain header values are stored as they are, and
+    what the library asks again and again (a header's maximum count, the parsed form of
+    a value such as ``text/plain; charset="utf-8"``) is worked out once."""
+
+    def header_max_count(self, name):
+        key = name.lower()
+        if key not in _MAX_COUNT:  # the registry builds a new class on every look-up
+            _MAX_COUNT[key] = super().header_max_count(name)
+        return _MAX_COUNT[key]
+
+    def header_fetch_parse(self, name, value):
+        if not isinstance(value, str) or hasattr(value, "name") or "\n" in value \
+                or "\r" in value:
+            return super().header_fetch_parse(name, value)
+        key = (name.lower(), value)
+        found = _PARSED.get(key)
+        if found is None or found.name != name:
+            found = super().header_fetch_parse(name, value)
+            if len(_PARSED) >= _PARSED_LIMIT:
+                _PARSED.clear()
+            _PARSED[key] = found
+        return found
 
     def header_store_parse(self, name, value):
         if (isinstance(value, str) and "=?" not in value

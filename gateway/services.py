@@ -51,6 +51,7 @@ class Services:
 
     def __post_init__(self) -> None:
         self._group = GroupCommit(self.transaction, self.committed)
+        self.reader = db.reader(self.engine)  # sessions that only read (no write lock)
 
     @property
     def group(self) -> GroupCommit:

@@ -218,3 +218,40 @@ def test_outgoing_mail_is_byte_for_byte_what_header_objects_give(monkeypatch, la
     fast = build(notices_module.CopiedHeaders())
     assert fast == build(email.policy.default)
     assert build(notices_module.CopiedHeaders()) == fast  # with what it remembered
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_rcpt_to_a_reply_token_does_not_wait_for_a_writer(gateway):
+    """RCPT only reads: while another writer holds SQLite's write lock for three seconds,
+    ``reply+TOKEN`` is still answered at once."""
+    import sqlite3
+    from gateway.steps.thread import open_thread, thread_token
+    patient_id = add_patient(gateway.s)
+    with gateway.s.transaction() as session:
+        token = thread_token(session, open_thread(session, patient_id, None, "open"), "reply")
+    path = gateway.s.cfg.database_url.split("///", 1)[1]
+    held = threading.Event()
+
+    def hold_the_write_lock():
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(3)
+        writer.execute("ROLLBACK")
+        writer.close()
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    held.wait(5)
+    from tests.helpers import raw_smtp
+    started = time.monotonic()
+    replies = await raw_smtp(gateway.inbound_port, [
+        b"EHLO client.example\r\n", b"MAIL FROM:<ana@example.com>\r\n",
+        f"RCPT TO:<reply+{token}@portal.example.org>\r\n".encode(), b"QUIT\r\n"])
+    took = time.monotonic() - started
+    holder.join()
+    assert replies[3].startswith(b"250"), replies
+    assert took < 1.5, took
+    replies = await raw_smtp(gateway.inbound_port, [  # and an unknown token is still refused
+        b"EHLO client.example\r\n", b"MAIL FROM:<ana@example.com>\r\n",
+        b"RCPT TO:<reply+notatoken@portal.example.org>\r\n", b"QUIT\r\n"])
+    assert replies[3].startswith(b"550 5.1.1"), replies

@@ -22,9 +22,9 @@ def refusal(services, source: str, session_id: str, reason: str, reply: str) -> 
     transaction of its own: the reason code and the reply code, never an address.  Best
     effort: a database problem must not change the reply the client gets."""
     try:
-        with services.transaction() as session:
-            record(session, source, "message.refused", "session", session_id, None,
-                   reason=reason, reply=reply[:9])
+        services.write(lambda session: record(session, source, "message.refused", "session",
+                                              session_id, None, reason=reason,
+                                              reply=reply[:9]), notify=False)
     except Exception as error:
         log.warning("audit of a refusal failed", extra={"session": session_id,
                                                         "error": type(error).__name__})

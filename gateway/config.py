@@ -116,7 +116,7 @@ class DeliverySection:
     poll_seconds: float = 1.0
     max_age_hours: float = 72.0
     retry_base_seconds: float = 60.0
-    lease_seconds: float = 300.0  # a claimed row is retried after this if its worker died
+    lease_seconds: float = 30.0  # a dead worker's claim is retried after this
     relay_host: str = "127.0.0.1"
     relay_port: int = 25
     relay_tls: str = "starttls"  # starttls | implicit | none (loopback relay only)

@@ -40,8 +40,12 @@ def _sqlite_pragmas(dbapi_conn, _record):
 
 def _sqlite_begin(conn):
     """Take SQLite's write lock at BEGIN: writers queue on busy_timeout instead of failing
-    with a stale snapshot, and a read-then-update (the outbox claim) is atomic."""
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    with a stale snapshot, and a read-then-update (the outbox claim) is atomic.  A reader
+    (an engine with ``read_only`` set, see `reader`) takes a snapshot without the lock."""
+    if conn.get_execution_options().get("read_only"):
+        conn.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -64,6 +68,11 @@ def is_sqlite(engine: Engine) -> bool:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def reader(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that only read: on SQLite they never wait for (or hold) the write lock."""
+    return sessionmaker(engine.execution_options(read_only=True), expire_on_commit=False)
 
 
 @contextmanager

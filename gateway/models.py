@@ -185,6 +185,8 @@ class Outbox(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # the claiming process (gateway.delivery.owner): "<machine> <pid> <start> <run id>"
+    claimed_by: Mapped[str | None] = mapped_column(String(200), index=True)
     last_error: Mapped[str | None] = mapped_column(EncryptedText("outbox.last_error"))
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"))
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))

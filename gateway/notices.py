@@ -19,6 +19,9 @@ import email.utils
 from email.message import EmailMessage
 from pathlib import Path
 
+import re
+from email.policy import EmailPolicy
+
 import jinja2
 from jinja2 import meta
 
@@ -55,6 +58,54 @@ def is_patient_template(name: str) -> bool:
 
 def allowed_variables(name: str) -> frozenset:
     return PATIENT_VARIABLES | EXTRA_VARIABLES.get(name, frozenset())
+
+
+# Header values the gateway writes itself and only copies (ids, dates, our addresses,
+# fixed words): printable ASCII, single spaces, no encoded words, short enough never to
+# be folded.  Such a value is kept as the text it is; the serialised mail is byte-for-byte
+# what a parsed header object would give, without building one.
+_PLAIN_VALUE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*\Z")
+_PARSED_ALWAYS = frozenset({"from", "to", "cc", "bcc", "sender", "subject"})
+
+
+_MAX_COUNT: dict[str, int | None] = {}
+_PARSED: dict[tuple[str, str], object] = {}  # header objects are immutable
+_PARSED_LIMIT = 4096
+
+
+class CopiedHeaders(EmailPolicy):
+    """``policy.default``, except that plain header values are stored as they are, and
+    what the library asks again and again (a header's maximum count, the parsed form of
+    a value such as ``text/plain; charset="utf-8"``) is worked out once."""
+
+    def header_max_count(self, name):
+        key = name.lower()
+        if key not in _MAX_COUNT:  # the registry builds a new class on every look-up
+            _MAX_COUNT[key] = super().header_max_count(name)
+        return _MAX_COUNT[key]
+
+    def header_fetch_parse(self, name, value):
+        if not isinstance(value, str) or hasattr(value, "name") or "\n" in value \
+                or "\r" in value:
+            return super().header_fetch_parse(name, value)
+        key = (name.lower(), value)
+        found = _PARSED.get(key)
+        if found is None or found.name != name:
+            found = super().header_fetch_parse(name, value)
+            if len(_PARSED) >= _PARSED_LIMIT:
+                _PARSED.clear()
+            _PARSED[key] = found
+        return found
+
+    def header_store_parse(self, name, value):
+        if (isinstance(value, str) and "=?" not in value
+                and len(name) + 2 + len(value) <= 78
+                and name.lower() not in _PARSED_ALWAYS and _PLAIN_VALUE.match(value)):
+            return (name, value)
+        return super().header_store_parse(name, value)
+
+
+OUTBOUND = CopiedHeaders()
 
 
 class TemplateError(Exception):
@@ -104,6 +155,7 @@ class Notices:
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=True,
+            auto_reload=False,  # compiled once; `reload` builds a new Notices
         )
 
     def names(self, lang: str = "en") -> list[str]:
@@ -163,7 +215,7 @@ class Notices:
         subject, text, html = (self.render(name, languages[0], **context)
                                if len(languages) == 1
                                else self.render_many(name, languages, **context))
-        msg = EmailMessage()
+        msg = EmailMessage(policy=OUTBOUND)
         msg["From"] = sender
         msg["To"] = to
         msg["Subject"] = subject

@@ -14,6 +14,7 @@ so a stranger's message can never reach the quarantine.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
@@ -24,9 +25,9 @@ from gateway.addresses import LocalAddress
 from gateway.content.budget import Budget, OverBudget
 from gateway.decisions import CONTENT_TOO_COSTLY, UNKNOWN_RECIPIENT, Reject
 from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, language,
-                           loops, parse, proxy, route, staff, staff_scope, store, strip,
-                           thread)
-from gateway.steps.dedupe import skip_duplicate
+                           loops, parse, prefetch, proxy, route, staff, staff_scope,
+                           store, strip, thread)
+from gateway.steps.dedupe import begin_ingest, skip_duplicate
 from gateway.smtp.limits import patient_rate
 
 log = logging.getLogger("gateway.pipeline")
@@ -81,6 +82,7 @@ class Context:
     thread: object = None
     message: object = None
     language: object = None  # gateway.language.Choice
+    verdict: tuple | None = None  # (sender, Verdict) found before the transaction
 
 
 # Content steps: once per message, before the transaction, no database (CPU budget).
@@ -153,14 +155,16 @@ def ingest(services, inbound: Inbound) -> list[Context]:
         contexts = _ingest(services, inbound)
     except Reject as decision:
         if decision.followups:
-            with services.transaction() as session:
-                for followup in decision.followups:
-                    followup(session)
-            services.committed()
+            services.write(functools.partial(_run_followups, decision.followups))
         _record_refusal(services, inbound, decision)
         raise
     _count_accepted(inbound, contexts)
     return contexts
+
+
+def _run_followups(followups, session) -> None:
+    for followup in followups:
+        followup(session)
 
 
 def _record_refusal(services, inbound: Inbound, decision: Reject) -> None:
@@ -172,10 +176,10 @@ def _record_refusal(services, inbound: Inbound, decision: Reject) -> None:
         return
     metrics.message_refused(decision.reason, inbound.source)
     try:
-        with services.transaction() as session:
-            audit.record(session, inbound.source, "message.refused", "session",
-                         inbound.session_id, None, reason=decision.reason,
-                         reply=decision.reply[:9])
+        services.write(functools.partial(
+            audit.record, actor=inbound.source, action="message.refused",
+            object_type="session", object_id=inbound.session_id, patient_id=None,
+            reason=decision.reason, reply=decision.reply[:9]), notify=False)
     except Exception as error:
         log.warning("audit of a refusal failed", extra={"session": inbound.session_id,
                                                         "error": type(error).__name__})
@@ -209,7 +213,6 @@ def content(services, inbound: Inbound) -> Context:
 
 
 def _ingest(services, inbound: Inbound) -> list[Context]:
-    contexts = []
     recipients = []
     for rcpt in dict.fromkeys(r.lower() for r in inbound.rcpt_tos):
         local = services.addresses.parse(rcpt)
@@ -217,14 +220,22 @@ def _ingest(services, inbound: Inbound) -> list[Context]:
             raise Reject(UNKNOWN_RECIPIENT, "unknown-recipient")
         recipients.append(local)
     analysed = content(services, inbound)
-    with services.transaction() as session:
-        for local in recipients:
-            chain = CHAINS[local.purpose]
-            ctx = replace(analysed, session=session, local=local, budget=None)
-            for step in chain:
-                step(ctx)
-            contexts.append(ctx)
-        if inbound.before_commit is not None:
-            inbound.before_commit(session, contexts)
-    services.committed()
+    if any(authenticate.authenticate_sender in CHAINS[local.purpose] for local in recipients):
+        prefetch.verdict_before_transaction(analysed)  # DNS waits hold no lock
+    return services.write(functools.partial(_decide, analysed, recipients))
+
+
+def _decide(analysed: Context, recipients: list, session) -> list[Context]:
+    """The decision and its rows, in the group commit's transaction.  Runs again from
+    scratch when a shared commit failed, so it builds every context anew."""
+    begin_ingest(session)  # one session serves many messages in a group commit
+    contexts = []
+    for local in recipients:
+        ctx = replace(analysed, session=session, local=local, budget=None)
+        for step in CHAINS[local.purpose]:
+            step(ctx)
+        contexts.append(ctx)
+    inbound = analysed.inbound
+    if inbound.before_commit is not None:
+        inbound.before_commit(session, contexts)
     return contexts

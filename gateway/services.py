@@ -13,6 +13,7 @@ from gateway.addresses import Addresses
 from gateway.auth.resolver import Resolver
 from gateway.classification import Classifier
 from gateway.config import Config
+from gateway.group_commit import GroupCommit
 from gateway.notices import Notices
 
 log = logging.getLogger("gateway.services")
@@ -28,6 +29,7 @@ class Services:
     classifier: Classifier
     resolver: Resolver = field(default_factory=Resolver)  # DNS; tests replace it
     on_commit: list[Callable[[], None]] = field(default_factory=list)
+    _group: GroupCommit | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, cfg: Config, migrate: bool = True) -> "Services":
@@ -47,6 +49,21 @@ class Services:
     def transaction(self):
         return db.transaction(self.factory)
 
+    def __post_init__(self) -> None:
+        self._group = GroupCommit(self.transaction, self.committed)
+        self.reader = db.reader(self.engine)  # sessions that only read (no write lock)
+
+    @property
+    def group(self) -> GroupCommit:
+        """The group commit of this process: decisions of concurrent sessions written in
+        one transaction (gateway.group_commit)."""
+        return self._group
+
+    def write(self, job: Callable, notify: bool = True):
+        """Run JOB(session) in the next group commit; its result once committed.  NOTIFY:
+        tell the `on_commit` listeners afterwards (new mail may be queued)."""
+        return self.group.run(job, notify)
+
     def committed(self) -> None:
         """Tell listeners (the outbox worker) that new rows are committed."""
         for callback in list(self.on_commit):
@@ -63,4 +80,6 @@ class Services:
             log.error("keys not reloaded, the old ones stay", extra={"error": str(e)})
 
     def close(self) -> None:
+        if self._group is not None:
+            self._group.close()
         self.engine.dispose()

@@ -70,6 +70,7 @@ submission_port = 0
 max_message_bytes = {max_bytes}
 [http]
 port = 0
+ops_port = 0
 [delivery]
 poll_seconds = 0.05
 [routing.categories]

@@ -86,6 +86,18 @@ def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000,
         return msg, extra + [f"ParseFallback:{type(e).__name__}"]
 
 
+def header_text(msg, name: str) -> str | None:
+    """The first NAME header of a parsed inbound message as text (None when absent),
+    decoded once and kept with the message: every ``msg.get`` would build a new
+    ``headerregistry`` object, and the steps read Subject and Message-ID several times."""
+    cache = msg.__dict__.setdefault("_portal_header_text", {})
+    key = name.lower()
+    if key not in cache:
+        value = msg.get(name)
+        cache[key] = None if value is None else str(value)
+    return cache[key]
+
+
 # An unquoted boundary value with "=" in it (tspecials are not allowed unquoted).
 _BOUNDARY_VALUE = re.compile(rb'boundary[ \t]*+=[ \t]*+([^\s;]++)', re.I)
 _CONTENT_TYPE = re.compile(rb"content-type[ \t]*:", re.I)

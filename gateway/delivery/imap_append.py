@@ -172,6 +172,11 @@ class WithImapFolders:
         backend = self.imap if is_imap_target(recipient) else self.inner
         return await backend.deliver(outbox_id, created_epoch, mail_from, recipient, raw)
 
+    async def flush(self) -> None:
+        flush = getattr(self.inner, "flush", None)
+        if flush is not None:
+            await flush()
+
     async def close(self) -> None:
         await self.imap.close()
         await self.inner.close()

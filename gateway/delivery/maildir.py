@@ -2,6 +2,8 @@
 
 The file name is derived from the outbox row, so a delivery repeated after a crash
 (written, but not yet marked sent) finds its own earlier file and does not double.
+Each file is fsynced before it is renamed into ``new/``; the directories a batch wrote
+into are fsynced once, by `flush`, which the worker awaits before it marks the batch sent.
 """
 from __future__ import annotations
 
@@ -38,20 +40,31 @@ class MaildirDelivery:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.host = socket.gethostname().replace("/", "_").replace(":", "_") or "localhost"
+        self._unsynced: set[Path] = set()  # directories written since the last flush
 
     async def deliver(self, outbox_id: int, created_epoch: int, mail_from: str,
                       recipient: str, raw: bytes) -> Path:
-        return await asyncio.to_thread(self.write, outbox_id, created_epoch, recipient, raw)
+        return await asyncio.to_thread(self.write, outbox_id, created_epoch, recipient, raw,
+                                       False)
+
+    async def flush(self) -> None:
+        """Make every file delivered since the last flush durable (one fsync per folder)."""
+        folders, self._unsynced = self._unsynced, set()
+        if folders:
+            await asyncio.to_thread(_fsync_all, folders)
 
     async def close(self) -> None:
-        pass
+        await self.flush()
 
-    def write(self, outbox_id: int, created_epoch: int, recipient: str, raw: bytes) -> Path:
+    def write(self, outbox_id: int, created_epoch: int, recipient: str, raw: bytes,
+              sync_dir: bool = True) -> Path:
+        """Deliver one file; with SYNC_DIR false its directory waits for `flush`."""
         folder = folder_for(self.root, recipient)
         _ensure(folder)
         base = f"{created_epoch}.Q{outbox_id}.{self.host}"
         for existing in (folder / "new" / base, *(folder / "cur").glob(base + ":*")):
-            if existing.exists():
+            if existing.exists():  # its directory may not be synced yet (a crash)
+                self._synced(existing.parent, sync_dir)
                 return existing
         tmp = folder / "tmp" / base
         with open(tmp, "wb") as fh:
@@ -60,5 +73,16 @@ class MaildirDelivery:
             os.fsync(fh.fileno())
         final = folder / "new" / base
         os.replace(tmp, final)
-        _fsync_dir(folder / "new")
+        self._synced(folder / "new", sync_dir)
         return final
+
+    def _synced(self, directory: Path, now: bool) -> None:
+        if now:
+            _fsync_dir(directory)
+        else:
+            self._unsynced.add(directory)
+
+
+def _fsync_all(folders) -> None:
+    for folder in sorted(folders):
+        _fsync_dir(folder)

@@ -1,9 +1,13 @@
 """The outbox worker: claims due rows, delivers them, records the outcome.
 
 Rows are claimed with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so several
-instances never send one row twice, and a worker that dies mid-send releases its rows when
-the lease runs out (the one case where a mail may go out twice: sent, then the worker died
-before recording it).  Temporary failures retry with exponential backoff and jitter until
+instances never send one row twice.  A claim names its owner (gateway.delivery.owner) and
+the owner's heartbeat renews its leases every third of ``lease_seconds`` while it works.
+A gateway that starts releases at once the claims of a dead process of its own machine (its
+predecessor, killed); a dead process elsewhere is known only by its lease running out,
+within ``lease_seconds``.  The one case where a mail may go out twice: sent, then the
+worker died before recording it.  Maildir directories are fsynced once per batch, before
+the batch is marked sent.  Temporary failures retry with exponential backoff and jitter until
 ``max_age_hours``; permanent failures mark the mail failed at once.
 
 Due mail of urgent (emergency) threads is claimed first.  On shutdown the worker drains:
@@ -17,17 +21,17 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from gateway import audit, metrics
 from gateway.delivery.dkim_sign import make_signer
 from gateway.delivery.errors import PermanentFailure, TemporaryFailure
+from gateway.delivery import owner
 from gateway.delivery.maildir import MaildirDelivery
 from gateway.models import Outbox, Thread, utcnow
 from gateway.outbox import backoff
 
 log = logging.getLogger("gateway.outbox")
-LEASE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -68,34 +72,73 @@ class OutboxWorker:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def claim(self) -> list[Claimed]:
+        return self.s.write(self._claim, notify=False)
+
+    def _claim(self, session) -> list[Claimed]:
         now = utcnow()
-        with self.s.transaction() as session:
-            q = (select(Outbox).outerjoin(Thread, Outbox.thread_id == Thread.id)
-                 .where(Outbox.state == "queued", Outbox.next_attempt_at <= now,
-                        or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
-                 .order_by(Thread.urgent.is_(True).desc(), Outbox.id).limit(self.batch))
-            if session.bind.dialect.name == "postgresql":
-                q = q.with_for_update(of=Outbox, skip_locked=True)
-            rows = session.scalars(q).all()
-            for row in rows:
-                row.lease_until = now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds)
-                row.attempts += 1
-            return [Claimed(r.id, int(r.created_at.replace(tzinfo=dt.timezone.utc).timestamp()),
-                            r.mail_from, r.recipient, r.raw) for r in rows]
+        q = (select(Outbox).outerjoin(Thread, Outbox.thread_id == Thread.id)
+             .where(Outbox.state == "queued", Outbox.next_attempt_at <= now,
+                    or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
+             .order_by(Thread.urgent.is_(True).desc(), Outbox.id).limit(self.batch))
+        if session.bind.dialect.name == "postgresql":
+            q = q.with_for_update(of=Outbox, skip_locked=True)
+        rows = session.scalars(q).all()
+        me = owner.me()
+        for row in rows:
+            row.lease_until = now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds)
+            row.claimed_by = me
+            row.attempts += 1
+        return [Claimed(r.id, int(r.created_at.replace(tzinfo=dt.timezone.utc).timestamp()),
+                        r.mail_from, r.recipient, r.raw) for r in rows]
 
     def finish(self, outcomes: list[tuple[int, Exception | None]],
                released: tuple[int, ...] = ()) -> None:
         """Record OUTCOMES; RELEASED rows (claimed, not tried: the worker is stopping) are
         given back at once, as if never claimed."""
-        with self.s.transaction() as session:
+        def record(session) -> None:
             for outbox_id, error in outcomes:
                 self._record(session, session.get(Outbox, outbox_id), error)
             for outbox_id in released:
                 row = session.get(Outbox, outbox_id)
-                row.lease_until, row.attempts = None, max(0, row.attempts - 1)
+                row.lease_until, row.claimed_by = None, None
+                row.attempts = max(0, row.attempts - 1)
+        self.s.write(record, notify=False)
+
+    def heartbeat(self) -> int:
+        """Renew this process's leases; release the claims of dead processes of this
+        machine at once.  Returns how many claims were released."""
+        def beat(session) -> int:
+            now = utcnow()
+            session.execute(update(Outbox).where(
+                Outbox.claimed_by == owner.me(), Outbox.state == "queued",
+                Outbox.lease_until.is_not(None)).values(
+                lease_until=now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds)))
+            holders = session.scalars(select(Outbox.claimed_by).distinct().where(
+                Outbox.claimed_by.is_not(None), Outbox.state == "queued")).all()
+            dead = [h for h in holders if owner.is_dead(h)]
+            if not dead:
+                return 0
+            return session.execute(update(Outbox).where(
+                Outbox.claimed_by.in_(dead), Outbox.state == "queued").values(
+                lease_until=None, claimed_by=None)).rowcount
+        released = self.s.write(beat, notify=False)
+        if released:
+            log.warning("claims of a dead gateway process released",
+                        extra={"rows": released})
+        return released
+
+    async def _beat(self) -> None:
+        every = max(1.0, self.s.cfg.delivery.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if await asyncio.to_thread(self.heartbeat):
+                    self.wake()
+            except Exception:
+                log.exception("outbox heartbeat failed")
 
     def _record(self, session, row: Outbox, error: Exception | None) -> None:
-        row.lease_until = None
+        row.lease_until, row.claimed_by = None, None
         if error is None:
             row.state, row.sent_at, row.last_error = "sent", utcnow(), None
             audit.record(session, "outbox", "mail.sent", "outbox", row.id, row.patient_id)
@@ -132,13 +175,32 @@ class OutboxWorker:
                 outcomes.append((row.id, e))
             except OSError as e:
                 outcomes.append((row.id, TemporaryFailure(type(e).__name__)))
+        outcomes = await self._flushed(outcomes)
         if outcomes or released:
             await asyncio.to_thread(self.finish, outcomes, tuple(released))
         return len(rows)
 
+    async def _flushed(self, outcomes: list) -> list:
+        """Make the batch durable in the backend (one fsync per Maildir folder) before it
+        is marked sent; if that fails, nothing of it counts as sent."""
+        flush = getattr(self.backend, "flush", None)
+        if flush is None or not any(error is None for _, error in outcomes):
+            return outcomes
+        try:
+            await flush()
+        except OSError as e:
+            failed = TemporaryFailure(type(e).__name__)
+            return [(i, failed if error is None else error) for i, error in outcomes]
+        return outcomes
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.s.on_commit.append(self.wake)
+        try:
+            await asyncio.to_thread(self.heartbeat)  # a killed predecessor's claims: now
+        except Exception:
+            log.exception("outbox heartbeat failed")
+        beat = asyncio.create_task(self._beat())
         try:
             while not self._out_of_time():
                 try:
@@ -154,6 +216,7 @@ class OutboxWorker:
                 except asyncio.TimeoutError:
                     pass
         finally:
+            beat.cancel()
             self.s.on_commit.remove(self.wake)
             await self.backend.close()
 

@@ -51,7 +51,7 @@ def check_recipient(services, mail_from: str, rcpt: str) -> str | None:
         return NOT_NULL_SENDER
     if local.token is None:
         return None
-    with services.factory() as session:
+    with services.reader() as session:  # a read: never queues behind the writers
         if not token_live(session, services.cfg, local.purpose, local.token):
             return UNKNOWN_RECIPIENT
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from gateway.content.mime import header_text
 from gateway import outbox
 from gateway.content.filenames import listed
 from gateway.language import ENGLISH, notice_languages
@@ -59,7 +60,7 @@ def message_ref(message) -> str:
 def _headers(ctx, reply_addr: str) -> dict:
     headers = {"Reply-To": reply_addr, "Auto-Submitted": "auto-replied",
                "X-Portal-Message": message_ref(ctx.message)}
-    original = str(ctx.msg.get("Message-ID", "") or "").strip()
+    original = (header_text(ctx.msg, "Message-ID") or "").strip()
     if original and "\n" not in original and len(original) <= 998:
         headers.update({"In-Reply-To": original, "References": original})
     return headers

@@ -43,7 +43,8 @@ def authenticate_sender(ctx) -> None:
     if ctx.inbound.authenticated_user:
         ctx.auth = Verdict("pass", "submission-auth")
         return
-    ctx.auth = verdict_for(ctx)
+    found = ctx.verdict  # found before the transaction (gateway.steps.prefetch)
+    ctx.auth = found[1] if found and found[0] == ctx.sender else verdict_for(ctx)
     if ctx.auth.result == "temperror":
         raise Reject(DNS_TEMPFAIL, "auth-temperror")
     if ctx.auth.result == "fail":

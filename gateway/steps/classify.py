@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from gateway.classification import split_reply
+from gateway.content.mime import header_text
 
 
 def subject_of(msg) -> str:
     try:
-        return str(msg.get("Subject", "") or "")
+        return header_text(msg, "Subject") or ""
     except Exception:
         return ""
 

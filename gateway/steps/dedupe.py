@@ -17,10 +17,16 @@ import hashlib
 
 from sqlalchemy import func, select
 
+from gateway.content.mime import header_text
 from gateway.decisions import ACCEPTED, Reject
 from gateway.models import Message, utcnow
 
 _DONE = "dedupe_checked"
+
+
+def begin_ingest(session) -> None:
+    """A new message starts in SESSION (a group commit writes several in one session)."""
+    session.info.pop(_DONE, None)
 
 
 def skip_duplicate(ctx) -> None:
@@ -37,7 +43,7 @@ def skip_duplicate(ctx) -> None:
         session.execute(select(func.pg_advisory_xact_lock(key)))
     q = select(Message.id).where(Message.raw_sha256 == digest.hex(),
                                  Message.received_at >= utcnow() - dt.timedelta(hours=hours))
-    message_id = str(ctx.msg.get("Message-ID", "") or "")[:998] if ctx.msg else ""
+    message_id = (header_text(ctx.msg, "Message-ID") or "")[:998] if ctx.msg else ""
     if message_id:
         q = q.where(Message.message_id == message_id)
     if session.scalar(q.limit(1)) is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from gateway.content.mime import header_text
 from gateway import audit, outbox
 from gateway.auth.strict import strict_normalize
 from gateway.clock import utcnow
@@ -57,7 +58,7 @@ def store_answer(ctx) -> None:
     message = Message(thread_id=ctx.thread.id, patient_id=ctx.patient.id, direction="staff",
                       proxy_id=ctx.thread.proxy_id, held=",".join(ctx.held or ())[:32] or None,
                       source=ctx.inbound.source,
-                      message_id=str(ctx.msg.get("Message-ID", "") or "")[:998] or None,
+                      message_id=(header_text(ctx.msg, "Message-ID") or "")[:998] or None,
                       subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,
                       automatic=ctx.automatic,
                       raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
+from gateway.content.mime import header_text
 from gateway import audit
 from gateway.models import Attachment, Message
 from gateway.steps.classify import subject_of
@@ -14,7 +15,7 @@ def store_message(ctx) -> None:
         thread_id=ctx.thread.id, patient_id=ctx.patient.id, direction="patient",
         proxy_id=ctx.proxy.id if ctx.proxy is not None else None,
         source=ctx.inbound.source,
-        message_id=str(ctx.msg.get("Message-ID", "") or "")[:998] or None,
+        message_id=(header_text(ctx.msg, "Message-ID") or "")[:998] or None,
         subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,
         category=cls.category, urgent=cls.urgent,
         rules=[{"id": h.id, "score": h.score} for h in cls.hits],

@@ -11,6 +11,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
+from gateway.content.mime import header_text
 from gateway.addresses import new_token
 from gateway.clock import utcnow
 from gateway.models import Thread, Token
@@ -24,19 +25,26 @@ def open_thread(session, patient_id: int, kind: str | None, state: str,
                     proxy_id=proxy_id)
     session.add(thread)
     session.flush()
-    for purpose in ("reply", "staff"):
-        session.add(Token(token=new_token(), purpose=purpose, thread_id=thread.id,
+    tokens = {purpose: new_token() for purpose in ("reply", "staff")}
+    for purpose, token in tokens.items():
+        session.add(Token(token=token, purpose=purpose, thread_id=thread.id,
                           patient_id=patient_id))
+    thread.portal_tokens = tokens  # known: no query (and no flush) to find them again
     return thread
 
 
 def thread_token(session, thread: Thread, purpose: str) -> str:
+    known = getattr(thread, "portal_tokens", None) or {}
+    if purpose in known:
+        return known[purpose]
     token = session.scalar(select(Token.token).where(Token.thread_id == thread.id,
                                                      Token.purpose == purpose))
     if token is None:
         token = new_token()
         session.add(Token(token=token, purpose=purpose, thread_id=thread.id,
                           patient_id=thread.patient_id))
+    else:  # stored already, so safe to remember (a new one may yet be rolled back)
+        thread.portal_tokens = {**known, purpose: token}
     return token
 
 
@@ -60,7 +68,7 @@ def attach_thread(ctx) -> None:
         thread.category = cls.category
     thread.urgent = thread.urgent or cls.urgent
     thread.team = ", ".join(ctx.services.cfg.team_for(thread.category))
-    message_id = str(ctx.msg.get("Message-ID", "") or "").strip()
+    message_id = (header_text(ctx.msg, "Message-ID") or "").strip()
     if message_id:
         thread.last_message_id = message_id[:998]
         chain = ((thread.ref_chain or "") + " " + message_id).split()

@@ -446,3 +446,32 @@ def test_randomised_mangled_mime_does_not_raise():
         raw = bytes(rng.randrange(256) for _ in range(rng.randint(0, 3000)))
         result = strip_message(parse_any(raw))
         assert isinstance(result, Stripped)
+
+
+@pytest.mark.parametrize("first", [
+    "BP tonight: 162/104, then 158/101 ten minutes later. Should I take another nifedipine?",
+    "IN; the waiting room yesterday I felt dizzy twice, is that normal at 30 weeks?",
+    "P1 of my questions: can I take Tylenol? P2: can I fly at 32 weeks?",
+    "P3 result from my glucose test says 141, what does that mean?",
+    "%! sorry, my keyboard. Can I move my appointment to Friday?",
+])
+def test_text_that_starts_like_a_weak_file_signature_is_kept(first):
+    # libmagic calls these HP-GL, portable bitmaps or PostScript from two printable
+    # characters; the patient's words must still reach staff, nothing removed.
+    msg = email.message.EmailMessage(policy=email.policy.default)
+    msg["From"] = "ana@example.com"
+    msg.set_content(first + "\n\nSarah\n")
+    result = strip_message(msg)
+    assert result.removed == ()
+    assert first in result.text
+
+
+def test_binary_pixmap_disguised_as_text_is_still_removed():
+    raw = b"P6\n4 4\n255\n" + bytes(range(48)) * 4
+    msg = email.message.EmailMessage(policy=email.policy.default)
+    msg.set_content("see below")
+    msg.add_alternative(raw, maintype="text", subtype="plain")
+    msg = parse(msg.as_bytes())
+    result = strip_message(msg)
+    assert [r.reason for r in result.removed] == ["binary-in-text-part"]
+    assert "see below" in result.text

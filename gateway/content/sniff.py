@@ -35,6 +35,16 @@ DISGUISED_TEXT = frozenset({
     "text/x-vcalendar", "text/directory",
 })
 
+#: Formats libmagic recognises from two or three printable characters at the start
+#: ("BP" or "IN;" HP-GL, "P1"-"P6" portable anymaps, "%!" PostScript): a patient's text
+#: that happens to begin that way ("BP tonight: 162/104") is still text, so a text part
+#: sniffed as one of these is judged by its characters (:func:`has_binary_chars`).
+WEAK_SIGNATURES = frozenset({
+    "application/vnd.hp-hpgl", "image/x-portable-bitmap", "image/x-portable-graymap",
+    "image/x-portable-greymap", "image/x-portable-pixmap", "image/x-portable-anymap",
+    "application/postscript",
+})
+
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -68,7 +78,8 @@ def is_texty(sniffed: str) -> bool:
     text in an unusual charset too, so such text is judged by
     :func:`has_binary_chars` instead.
     """
-    return sniffed.startswith(("text/", "message/")) or sniffed in _TEXTY_EXACT
+    return (sniffed.startswith(("text/", "message/")) or sniffed in _TEXTY_EXACT
+            or sniffed in WEAK_SIGNATURES)
 
 
 def has_binary_chars(text: str) -> bool:

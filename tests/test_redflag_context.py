@@ -100,6 +100,9 @@ def test_near_misses_do_not_fire(clf, text):
     "35 weeks. Headache for two days that Tylenol isn't helping, sparkly spots in my vision, "
     "my rings don't fit since this morning. Is this normal?",
     "About 6 weeks pregnant, sharp pain low on my left side and my shoulder hurts, I feel dizzy.",
+    "Necesito cambiar mi telefono. Anoche mi esposo sacó la pistola y me dijo que si me iba "
+    "me mataba a mí y a los niños.",
+    "Please update my address. Last night he pulled a gun on me in front of the kids.",
     "Started the new antibiotic 40 min ago, now my lips feel puffy and my throat is tight.",
     "I keep having scary thoughts of hurting the baby and I haven't slept in days.",
     "24 weeks, watery discharge that keeps leaking and pressure down there with cramps.",

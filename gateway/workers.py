@@ -14,7 +14,9 @@ processes and looks after them.
   ``drain_seconds`` plus a margin, then kills what is left.  SIGHUP: the parent reloads
   rules and templates (so a worker started later has the new ones) and every worker does.
 * A worker that exits on its own is logged (index, pid, exit status) and started again; one
-  that keeps dying at start waits longer each time (up to `MAX_BACKOFF` seconds).
+  that keeps dying at start waits longer each time (up to `MAX_BACKOFF` seconds).  A worker
+  that fails its very first start (a port in use, a bad certificate) stops the whole
+  gateway with its exit code, as a single process would.
 * A worker asks the kernel for SIGTERM (a drain) when the parent goes
   (``PR_SET_PDEATHSIG``).
 """
@@ -68,6 +70,7 @@ class Worker:
         self.pid: int | None = None
         self.started = 0.0
         self.failures = 0  # deaths in a row, each soon after its start
+        self.starts = 0
         self.restart_at: float | None = None
 
     def exited(self) -> int | None:
@@ -89,6 +92,7 @@ class Supervisor:
         self.ports = (0, 0)
         self.stopping = False
         self.hangup = False
+        self.exit_code = 0  # the parent's: 0 after a drain
 
     def _start(self, worker: Worker) -> None:
         sys.stderr.flush()
@@ -96,6 +100,7 @@ class Supervisor:
         if pid == 0:
             self._child(worker.index)  # never returns
         worker.pid, worker.started, worker.restart_at = pid, time.monotonic(), None
+        worker.starts += 1
         log.info("worker started", extra={"worker": worker.index, "worker_pid": pid})
 
     def _child(self, index: int) -> None:
@@ -119,8 +124,14 @@ class Supervisor:
             os._exit(code)
 
     def _on_exit(self, worker: Worker, code: int, now: float) -> None:
-        """Log a worker that exited on its own, and plan its restart."""
+        """Log a worker that exited on its own, and plan its restart; one that could not
+        start at all (a port in use, say: it said why on stderr) stops the gateway."""
         how = {"signal": signal.Signals(-code).name} if code < 0 else {"exit_code": code}
+        if worker.starts == 1 and code > 0 and now - worker.started < STABLE_SECONDS:
+            log.error("worker could not start, stopping", extra={
+                "worker": worker.index, "worker_pid": worker.pid, **how})
+            worker.pid, self.stopping, self.exit_code = None, True, code
+            return
         worker.failures = 0 if now - worker.started >= STABLE_SECONDS else worker.failures + 1
         delay = min(MAX_BACKOFF, 0.5 * 2 ** worker.failures) if worker.failures else 0.0
         log.error("worker died, restarting", extra={"worker": worker.index,
@@ -184,4 +195,4 @@ class Supervisor:
             self._tick()
             time.sleep(0.1)
         self._drain()
-        return 0
+        return self.exit_code

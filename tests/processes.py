@@ -35,7 +35,8 @@ def free_port() -> int:
 
 def gateway_config(tmp_path: Path, db_url: str, name: str = "config.toml",
                    workers: int = 1, drain_seconds: float = 15,
-                   relay_port: int | None = None) -> tuple[Path, int]:
+                   relay_port: int | None = None,
+                   ops_port: int | None = None) -> tuple[Path, int]:
     """A test config (tests.conftest) with its own SMTP port; every config written into one
     TMP_PATH shares the data dir (key file, Maildir).  With RELAY_PORT mail goes to that
     smarthost instead of Maildir.  Returns (path, inbound port)."""
@@ -45,7 +46,7 @@ def gateway_config(tmp_path: Path, db_url: str, name: str = "config.toml",
     text = text.replace("[gateway]\n", f"[gateway]\nworkers = {workers}\n"
                         f"drain_seconds = {drain_seconds}\n")
     text = text.replace("[smtp]\n", "[smtp]\nmax_messages_per_patient_per_hour = 0\n")
-    text = text.replace("[http]\n", f"[http]\nops_port = {free_port()}\n")
+    text = text.replace("[http]\n", f"[http]\nops_port = {ops_port or free_port()}\n")
     if relay_port is not None:
         text = text.replace("[delivery]\n", f'[delivery]\nmode = "relay"\nrelay_host = '
                             f'"127.0.0.1"\nrelay_port = {relay_port}\nrelay_tls = "none"\n')

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import urllib.request
 from collections import Counter
@@ -122,6 +123,26 @@ def test_a_second_gateway_on_the_same_port_is_refused(tmp_path, sqlite_url):
         assert serve.stop() == 0
     finally:
         serve.kill()
+
+
+def test_a_worker_that_cannot_start_stops_the_gateway(tmp_path, sqlite_url):
+    """As a single process would: a port in use is an error at start, not a restart loop."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config, port = gateway_config(tmp_path, sqlite_url, workers=2,
+                                      ops_port=taken.getsockname()[1])
+        prepare_database(sqlite_url, config)
+        serve = Serve(config, port)
+        try:
+            assert serve.proc.wait(60) == 1
+            serve._reader.join(10)
+        finally:
+            serve.kill()
+    assert any("cannot listen" in line for line in serve.lines)
+    failed = serve.wait_logs("worker could not start, stopping")[0]
+    assert (failed["worker"], failed["exit_code"]) == (0, 1)
+    assert not serve.logs("worker died, restarting")
 
 
 @pytest.mark.parametrize("value", ["0", "65", "-1", '"2"', "2.5", "true"])

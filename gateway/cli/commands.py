@@ -13,8 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="run every listener and worker",
                        description="Run the gateway: inbound SMTP (MX), submission SMTP, "
                        "HTTP (enrollment page, /healthz, /metrics), the outbox worker, the "
-                       "deadline sweeper and IMAP pollers, in one process ([gateway] workers = N: in N "
-                       "processes sharing the SMTP ports). Stop it with "
+                       "deadline sweeper and IMAP pollers, in one process ([gateway] "
+                       "workers = N: in N processes sharing the SMTP ports). Stop it with "
                        "SIGTERM or Ctrl-C: it drains within [gateway] drain_seconds. SIGHUP "
                        "reloads rules and templates.")
     add_config(p)

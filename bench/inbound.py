@@ -4,12 +4,16 @@ and 10 sessions, 2 KB with a small PDF at 10, and 200 KB text at 1 and 10, next 
 aiosmtpd server whose handler only answers 250 (aiosmtpd.handlers.Sink), measured in the
 same run with the same client; three repetitions, min/median/max.  With ``--compare
 OTHER/.venv/bin/portal-gateway`` a second gateway (another checkout, e.g. main) is measured
-in the same run, interleaved case by case.  ``--redelivery`` kills a gateway with -9 while
+in the same run, interleaved case by case.  ``--memory`` instead sends ten 20 MB
+messages (a short text and a 15 MB PDF) at once over ten sessions and prints the peak
+resident memory (VmHWM) of the gateway process next to the aiosmtpd Sink's, each started
+fresh for every run; ``--cli`` measures another checkout's portal-gateway.  ``--redelivery`` kills a gateway with -9 while
 its outbox worker holds mail (a relay that never answers DATA), restarts it and times the
 delivery of that mail.  Both servers run as separate processes on loopback.
 
     .venv/bin/python bench/inbound.py [--small N] [--large N] [--runs 3]
         [--compare /work/main/.venv/bin/portal-gateway] [--redelivery]
+    .venv/bin/python bench/inbound.py --memory [--runs 3] [--cli PATH]
 """
 from __future__ import annotations
 
@@ -271,6 +275,77 @@ async def redelivery(cli: list[str], messages: int = 10, timeout: float = 120) -
         server.close()
 
 
+BIG = 20_000_000
+
+
+def big_messages(count: int) -> list[bytes]:
+    """`count` messages of about 20 MB on the wire, each new (its own Message-ID)."""
+    pdf = b"%PDF-1.4\n" + os.urandom(BIG * 3 // 4 - 20_000)
+    out = []
+    for n in range(count):
+        msg = EmailMessage()
+        msg["From"], msg["To"] = f"p{n}@example.com", "portal@portal.example.org"
+        msg["Subject"], msg["Message-ID"] = f"Scan {n}", make_msgid(domain="example.com")
+        msg.set_content("Here is the scan you asked for.")
+        msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="scan.pdf")
+        out.append(msg.as_bytes())
+    return out
+
+
+async def send_at_once(port: int, messages: list[bytes]) -> list[int]:
+    async def one(n: int, data: bytes) -> int:
+        smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=600)
+        await smtp.connect()
+        try:
+            await smtp.sendmail(f"p{n}@example.com", ["portal@portal.example.org"], data)
+            return 250
+        except aiosmtplib.SMTPResponseException as e:
+            return e.code
+        finally:
+            await smtp.quit()
+    return await asyncio.gather(*(one(n, m) for n, m in enumerate(messages)))
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc")
+
+
+def memory(runs: int, cli: str | None) -> None:
+    messages = big_messages(SESSIONS)
+    print(f"{len(messages)} messages of {len(messages[0]) / 1e6:.1f} MB at once, "
+          f"peak RSS (VmHWM) in MB, each server started fresh per run")
+    gateway, sink = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as d:
+            proc, port = setup_gateway(Path(d), [cli] if cli else None)
+            try:
+                codes = asyncio.run(send_at_once(port, messages))
+                gateway.append(peak_rss_mb(proc.pid))
+            finally:
+                proc.terminate()
+                proc.wait(60)
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l",
+                                 f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(port)
+            asyncio.run(send_at_once(port, messages))
+            sink.append(peak_rss_mb(proc.pid))
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        print(f"  run: gateway {gateway[-1]:.0f} MB (replies {sorted(set(codes))}), "
+              f"aiosmtpd-sink {sink[-1]:.0f} MB")
+    mmm = lambda xs: f"{min(xs):.0f}/{sorted(xs)[len(xs) // 2]:.0f}/{max(xs):.0f}"  # noqa: E731
+    print(f"gateway min/median/max {mmm(gateway)} MB, aiosmtpd-sink {mmm(sink)} MB, "
+          f"ratio of medians {sorted(gateway)[len(gateway) // 2] / sorted(sink)[len(sink) // 2]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=int, default=300, help="2 KB messages per case")
@@ -283,7 +358,13 @@ def main() -> None:
     ap.add_argument("--redelivery", action="store_true",
                     help="also time the delivery of mail held by a gateway killed with -9")
     ap.add_argument("--no-throughput", action="store_true")
+    ap.add_argument("--memory", action="store_true",
+                    help="only ten 20 MB messages at once: peak RSS vs the aiosmtpd Sink")
+    ap.add_argument("--cli", help="with --memory: the portal-gateway executable to measure")
     args = ap.parse_args()
+    if args.memory:
+        memory(args.runs, args.cli)
+        return
     gateways = {"gateway": [args.gateway]}
     if args.compare:
         gateways["compare"] = [args.compare]

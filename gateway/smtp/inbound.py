@@ -21,6 +21,7 @@ from gateway.auth.strict import envelope_error
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, TOO_BIG, Reject
 from gateway.smtp import limits as L
 from gateway.smtp.admission import check_recipient, envelope_rewritten
+from gateway.smtp.data import receive_data
 from gateway.smtp.tls import server_tls
 
 log = logging.getLogger("gateway.smtp")
@@ -128,8 +129,19 @@ class GatewaySMTP(SMTP):
 
     @functools.wraps(SMTP.smtp_DATA)  # keeps aiosmtpd's syntax help
     async def smtp_DATA(self, arg):
-        await super().smtp_DATA(arg)
+        await self._data(arg)
         self._watch_transaction()
+
+    async def _data(self, arg) -> None:
+        """aiosmtpd's DATA checks, then the lines read into one buffer (gateway.smtp.data)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+        elif arg:
+            await self.push("501 Syntax: DATA")
+        else:
+            await receive_data(self)
 
     @functools.wraps(SMTP.smtp_EHLO)
     async def smtp_EHLO(self, hostname):

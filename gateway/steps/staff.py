@@ -13,11 +13,12 @@ from gateway.auth.strict import strict_normalize
 from gateway.clock import utcnow
 from gateway.decisions import REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
 from gateway.language import patient_language
-from gateway.models import Attachment, Message, Patient
+from gateway.models import Patient
 from gateway.smtp.admission import is_staff
 from gateway.steps.acknowledge import practice_context
 from gateway.steps.admit import token_thread
 from gateway.steps.classify import subject_of
+from gateway.steps.store import insert_message
 from gateway.steps.thread import thread_token
 
 _OUR_PREFIX = re.compile(r"\[(?:URGENT )?Portal:[^\]]*\]\s*", re.I)
@@ -51,24 +52,15 @@ def trim_answer(ctx) -> None:
 
 
 def store_answer(ctx) -> None:
-    message = Message(thread_id=ctx.thread.id, patient_id=ctx.patient.id, direction="staff",
-                      source=ctx.inbound.source,
-                      message_id=(header_text(ctx.msg, "Message-ID") or "")[:998] or None,
-                      subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,
-                      automatic=ctx.automatic,
-                      raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())
-    ctx.session.add(message)
-    ctx.session.flush()
+    values = dict(thread_id=ctx.thread.id, patient_id=ctx.patient.id, direction="staff",
+                  source=ctx.inbound.source,
+                  message_id=(header_text(ctx.msg, "Message-ID") or "")[:998] or None,
+                  subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,
+                  automatic=ctx.automatic, category=None, urgent=False, rules=None,
+                  sender_auth=None, received_at=utcnow(),
+                  raw_sha256=hashlib.sha256(ctx.inbound.raw).hexdigest())
     actor = f"staff:{hashlib.sha256(ctx.sender.encode()).hexdigest()[:12]}"
-    for item in ctx.stripped.removed:
-        row = Attachment(message_id=message.id, filename=item.filename,
-                         declared_type=item.declared_type,
-                         sniffed_type=item.sniffed_type, size=item.size,
-                         sha256=item.sha256, reason=item.reason)
-        ctx.session.add(row)
-        ctx.session.flush()
-        audit.record(ctx.session, actor, "attachment.removed", "attachment", row.id,
-                     ctx.patient.id, message=message.id, reason=item.reason)
+    message = insert_message(ctx.session, values, ctx.stripped.removed, actor)
     audit.record(ctx.session, actor, "message.accepted", "message", message.id,
                  ctx.patient.id, thread=ctx.thread.public_id, direction="staff",
                  attachments_removed=len(ctx.stripped.removed))

@@ -90,9 +90,10 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def fires(clf: Classifier, m: dict) -> list[str]:
     """Ids of the red-flag rules that raise this message to emergency (else [])."""
     r = clf.classify(m["body"], subject=m["subject"])
-    if r.scores[EMERGENCY] < clf.settings.emergency_min_score:
+    red = [h for h in r.hits if h.category == EMERGENCY and h.flag is None]  # flags never raise
+    if sum(h.score for h in red) < clf.settings.emergency_min_score:
         return []
-    return [h.id for h in r.hits if h.category == EMERGENCY]
+    return [h.id for h in red]
 
 
 def score(clf: Classifier, msgs: list[dict]) -> dict:

@@ -7,6 +7,12 @@ finish (its ``250`` only after its commit), the outbox worker goes on sending du
 what is still running at the deadline is cut (an SMTP client then has no ``250`` and
 retries; nothing is half-stored because every message is one transaction).  SIGHUP reloads
 rules and templates (a bad file keeps the old ones live).
+
+With ``[gateway] workers = N`` (N > 1) this runs once in each of N worker processes
+(gateway.workers starts and watches them): every worker has both SMTP listeners (bound with
+``SO_REUSEPORT``, so the kernel shares connections among them) and an outbox worker (its
+claims make each mail go out once); worker 0 alone also has the HTTP and ops listeners, the
+deadline sweeper and the IMAP pollers.
 """
 from __future__ import annotations
 
@@ -30,8 +36,10 @@ log = logging.getLogger("gateway.app")
 class Gateway:
     def __init__(self, services, inbound_port: int | None = None,
                  submission_port: int | None = None, http_port: int | None = None,
-                 ops_port: int | None = None):
+                 ops_port: int | None = None, worker: int | None = None):
         self.s = services
+        # None: the only process; else this worker's index among [gateway] workers
+        self.worker_index = worker
         self.inbound_port = inbound_port
         self.submission_port = submission_port
         self.http_port, self.http_runner = http_port, None
@@ -50,15 +58,21 @@ class Gateway:
             log.warning("sender authentication is off (auth_mode = \"off\"): loopback "
                         "quick start only; anyone who reaches the listener can claim a "
                         "patient's address")
-        cfg = self.s.cfg.smtp
+        cfg, shared = self.s.cfg.smtp, self.worker_index is not None
         port = cfg.inbound_port if self.inbound_port is None else self.inbound_port
-        server = await start_inbound(self.s, cfg.inbound_host, port)
+        server = await start_inbound(self.s, cfg.inbound_host, port, reuse_port=shared)
         self.servers.append(server)
         self.inbound_port = server.sockets[0].getsockname()[1]
         port = cfg.submission_port if self.submission_port is None else self.submission_port
-        server = await start_submission(self.s, cfg.submission_host, port)
+        server = await start_submission(self.s, cfg.submission_host, port, reuse_port=shared)
         self.servers.append(server)
         self.submission_port = server.sockets[0].getsockname()[1]
+        if self.worker_index:  # workers 1..N-1: SMTP and outbox only
+            self.tasks.append(asyncio.create_task(self.worker.run(), name="outbox"))
+            log.info("listening", extra={"inbound": f"{cfg.inbound_host}:{self.inbound_port}",
+                                         "submission": f"{cfg.submission_host}:"
+                                                       f"{self.submission_port}"})
+            return
         http = self.s.cfg.http
         self.http_runner = await start_http(self.s, http.host, http.port
                                             if self.http_port is None else self.http_port,

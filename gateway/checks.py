@@ -18,6 +18,9 @@ SAMPLE = {
     "category": "other", "text": "Sample text", "history": "", "account_number": "1001",
     "rules": "none", "bounces": 3, "answer": "Sample answer", "kind": "lab_result",
     "detail": "dmarc-reject", "sha256": "0" * 64, "source": "smtp", "refused": True,
+    "proxy_line": "Sent by Maria Sample (mother), proxy for Ana Sample",
+    "outside_scope": True, "scope_reasons": "confidential:pregnancy",
+    "held_reason": "outside the proxy's scope", "patient_address": "yes",
 }
 
 

@@ -52,6 +52,7 @@ class GatewaySection:
     outbox_stuck_minutes: float = 15.0  # /healthz 503 when due mail waits longer; 0: off
     quarantine_max_bytes: int = 256 * 1024 * 1024  # raw bytes held in the quarantine at most
     quarantine_days: int = 30  # held messages' raw bytes are dropped this long after
+    workers: int = 1  # serve: processes sharing the SMTP listeners (gateway.workers)
 
 
 @dataclass
@@ -179,6 +180,14 @@ class NotificationsSection:
     kinds: list = field(default_factory=lambda: ["lab_result", "radiology_result",
                                                  "appointment_reminder", "statement",
                                                  "surgery_scheduling", "message"])
+    # the category of each kind, for proxies: a proxy gets a copy of a notification whose
+    # kind maps to a category within its scope (an unmapped kind goes to no proxy)
+    categories: dict = field(default_factory=lambda: {
+        "lab_result": "results", "radiology_result": "results",
+        "appointment_reminder": "appointment", "statement": "billing",
+        "surgery_scheduling": "surgery"})
+    # kinds about confidential care: never to a proxy of a patient aged 12-17
+    confidential_kinds: list = field(default_factory=list)
 
 
 @dataclass

@@ -8,6 +8,8 @@ from pathlib import Path
 from gateway.config import (CATEGORIES, Config, ConfigError, ImapAccount, ImapFolder,
                             SmtpSection, build_section, is_loopback)
 
+MAX_WORKERS = 64  # [gateway] workers: serve's processes at most
+
 
 def validate(cfg: Config, fname: str) -> None:
     """Cross-field checks; raises one ConfigError listing every problem, each naming file
@@ -22,7 +24,7 @@ def validate(cfg: Config, fname: str) -> None:
     except ConfigError as e:
         problems.extend(e.problems)
     for check in (_delivery, _routing, _smtp, _policy_and_gateway, _security_and_http,
-                  _practice):
+                  _practice, _notifications):
         check(cfg, err)
     if problems:
         raise ConfigError("\n".join(problems), problems)
@@ -58,6 +60,24 @@ def _routing(cfg: Config, err) -> None:
     for key in ("triage", "on_call", "supervisor", "security"):
         if "@" not in getattr(cfg.routing, key):
             err("routing", key, "expected an e-mail address")
+
+
+def _notifications(cfg: Config, err) -> None:
+    kinds = {k.lower() for k in cfg.notifications.kinds if isinstance(k, str)}
+    mapping = cfg.notifications.categories
+    if not isinstance(mapping, dict):
+        err("notifications", "categories", "expected a table of kind = category")
+        mapping = {}
+    for kind, category in mapping.items():
+        if kind.lower() not in kinds:
+            err("notifications.categories", kind, "not one of [notifications] kinds")
+        if category not in CATEGORIES:
+            err("notifications.categories", kind,
+                f"unknown category {category!r} (known: {', '.join(CATEGORIES)})")
+    for kind in cfg.notifications.confidential_kinds:
+        if not isinstance(kind, str) or kind.lower() not in kinds:
+            err("notifications", "confidential_kinds", f"{kind!r} is not one of "
+                "[notifications] kinds")
 
 
 def _smtp(cfg: Config, err) -> None:
@@ -113,6 +133,8 @@ def _policy_and_gateway(cfg: Config, err) -> None:
                 "quarantine_max_bytes", "quarantine_days"):
         if getattr(cfg.gateway, key) < 0:
             err("gateway", key, "must not be negative")
+    if not 1 <= cfg.gateway.workers <= MAX_WORKERS:
+        err("gateway", "workers", f"must be between 1 and {MAX_WORKERS}")
     if len(cfg.gateway.separator) != 1:
         err("gateway", "separator", "must be a single character")
     if not all(isinstance(s, str) and len(s) == 2 for s in cfg.policy.allowed_states):

@@ -10,11 +10,15 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, fields: dict | None = None):
+        super().__init__()
+        self.fields = dict(fields or {})  # on every line (a worker's index and pid)
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
                  + f".{int(record.msecs):03d}Z",
                  "level": record.levelname.lower(), "logger": record.name,
-                 "event": record.getMessage()}
+                 "event": record.getMessage(), **self.fields}
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
@@ -23,9 +27,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup(level: str = "INFO", stream=None) -> None:
+def setup(level: str = "INFO", stream=None, fields: dict | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -5,6 +5,7 @@ Two kinds:
 * counters of events in this process (messages accepted and refused, attachments removed,
   delivery attempts, reloads), incremented by the functions below from the pipeline, the
   SMTP doors and the outbox worker.  Each instance counts its own; Prometheus sums them.
+  The worker processes of one instance (``[gateway] workers``) are summed here.
 * gauges read from the database at scrape time (outbox depth and oldest age, open and
   overdue threads, invites, patients by status) by `DatabaseCollector`, so several
   instances on one PostgreSQL report the same numbers.
@@ -17,17 +18,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.process_collector import ProcessCollector
 
 log = logging.getLogger("gateway.metrics")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# prometheus_client's multi-process mode: set (by `serve` with workers > 1) before this
+# module is first imported, so every counter keeps its value in a file of that directory.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 
@@ -68,9 +74,11 @@ AUTH_FAILURES = Counter(
 RELOADS = Counter("portal_reloads", "SIGHUP reloads of rules and templates by outcome",
                   ["outcome"], registry=REGISTRY)
 IMAP_LAG = Gauge("portal_imap_lag_seconds", "Seconds since the IMAP account was last "
-                 "polled successfully", ["account"], registry=REGISTRY)
+                 "polled successfully", ["account"], registry=REGISTRY,
+                 multiprocess_mode="max")  # only worker 0 polls (gateway.workers)
 IMAP_LAST_OK = Gauge("portal_imap_last_success_timestamp_seconds", "When the IMAP account "
-                     "was last polled successfully (Unix time)", ["account"], registry=REGISTRY)
+                     "was last polled successfully (Unix time)", ["account"], registry=REGISTRY,
+                     multiprocess_mode="max")
 
 _imap_ok: dict[str, float] = {}
 DUE_SOON_MINUTES = 15  # portal_urgent_threads_due_soon looks this far ahead
@@ -250,12 +258,23 @@ def snapshot(services, now) -> dict:
                 "invites": by(session, Invite.state), "patients": by(session, Patient.status)}
 
 
+def _counters() -> CollectorRegistry:
+    """This process's counters; with ``[gateway] workers = N`` the sum over every worker
+    (each writes its counters to files in the shared directory `MULTIPROC_ENV` names)."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry)
+    ProcessCollector(registry=registry)  # process_*: the process serving /metrics
+    return registry
+
+
 def render(services=None) -> bytes:
-    """The /metrics body: this process's counters, then the database gauges."""
+    """The /metrics body: the counters, then the database gauges."""
     now = time.time()
     for name, at in list(_imap_ok.items()):
         IMAP_LAG.labels(name).set(max(0.0, now - at))
-    body = generate_latest(REGISTRY)
+    body = generate_latest(_counters())
     if services is not None:
         db = CollectorRegistry(auto_describe=False)
         db.register(DatabaseCollector(services))

@@ -35,6 +35,8 @@ class Patient(Base):
     email_index: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
     state: Mapped[str] = mapped_column(String(2))
     language: Mapped[str | None] = mapped_column(String(8))  # roster's ISO 639-1 code
+    # the roster's optional birth date, ISO YYYY-MM-DD (sealed: a birth date is PHI)
+    birth_date: Mapped[str | None] = mapped_column(EncryptedText("patients.birth_date"))
     status: Mapped[str] = mapped_column(String(16), default="roster")  # roster|invited|active|suspended
     suspend_reason: Mapped[str | None] = mapped_column(EncryptedText("patients.suspend_reason"))
     undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -64,12 +66,49 @@ def _index_email(target, value, _old, _initiator):
     target.email_index = address_index(value)
 
 
+class Proxy(Base):
+    """A parent, guardian or caregiver who writes and receives mail for one patient,
+    within a scope of categories (gateway.proxies).  One row per patient and address: a
+    parent of two patients has two rows, each invited and enrolled on its own."""
+    __tablename__ = "proxies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    first_name: Mapped[str] = mapped_column(EncryptedText("proxies.first_name"))
+    last_name: Mapped[str] = mapped_column(EncryptedText("proxies.last_name"))
+    email: Mapped[str] = mapped_column(EncryptedText("proxies.email"))
+    email_index: Mapped[str] = mapped_column(String(64), index=True)
+    relation: Mapped[str] = mapped_column(EncryptedText("proxies.relation"))
+    scope: Mapped[str | None] = mapped_column(String(200))  # category ids; None: the default
+    status: Mapped[str] = mapped_column(String(16), default="roster")  # roster|invited|active|revoked
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    terms_version: Mapped[str | None] = mapped_column(String(40))
+    terms_accepted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    __table_args__ = (UniqueConstraint("patient_id", "email_index",
+                                       name="uq_proxies_patient_address"),)
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(f"{self.first_name} {self.last_name}".split())
+
+
+@event.listens_for(Proxy.email, "set")
+def _index_proxy_email(target, value, _old, _initiator):
+    target.email_index = address_index(value)
+
+
 class Thread(Base):
     __tablename__ = "threads"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     kind: Mapped[str | None] = mapped_column(String(64))  # notification kind that opened it
+    # the proxy this thread's conversation is with (None: the patient); staff answers go
+    # to that party, within its scope (gateway.proxy_scope)
+    proxy_id: Mapped[int | None] = mapped_column(ForeignKey("proxies.id"), index=True)
+    outside_scope: Mapped[bool] = mapped_column(Boolean, default=False)
     category: Mapped[str | None] = mapped_column(String(32))
     urgent: Mapped[bool] = mapped_column(Boolean, default=False)
     team: Mapped[str | None] = mapped_column(Text)
@@ -90,6 +129,9 @@ class Token(Base):
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), index=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
     outbox_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # a staff token with party "patient": an answer sent to it goes to the patient's own
+    # address, never to the thread's proxy (offered when an answer to a proxy was held)
+    party: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
@@ -99,7 +141,10 @@ class Message(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     thread_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), index=True)
     patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    proxy_id: Mapped[int | None] = mapped_column(ForeignKey("proxies.id"))  # who wrote it
     direction: Mapped[str] = mapped_column(String(16))  # patient|staff
+    # a staff answer not relayed to a proxy: why (outside-scope | confidential-minor)
+    held: Mapped[str | None] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(String(16), default="smtp")  # smtp|imap
     message_id: Mapped[str | None] = mapped_column(String(998))
     subject: Mapped[str | None] = mapped_column(EncryptedText("messages.subject"))
@@ -207,6 +252,7 @@ class Invite(Base):
     __tablename__ = "invites"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    proxy_id: Mapped[int | None] = mapped_column(ForeignKey("proxies.id"), index=True)
     email: Mapped[str] = mapped_column(EncryptedText("invites.email"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -39,13 +39,14 @@ PATIENT_VARIABLES = frozenset({
 # (a new template is held to the allow-list unless it is named here).
 STAFF_TEMPLATES = frozenset({
     "staff_copy", "undeliverable_staff", "reminder", "escalation", "security_alert",
-    "abuse_alert",
+    "abuse_alert", "held_answer",
 })
 # The staff answer relayed to a patient carries the staff member's own words.
 EXTRA_VARIABLES = {"staff_answer": frozenset({"answer", "subject"}),
                    # the acknowledgement names the patient's own (sanitised) subject
                    "ack": frozenset({"subject", "message_ref"}),
-                   "emergency": frozenset({"subject", "message_ref"})}
+                   "emergency": frozenset({"subject", "message_ref"}),
+                   "ack_proxy_outside": frozenset({"subject", "message_ref"})}
 # Context values the gateway itself wrote, turned into links in the HTML alternative.
 LINK_VARIABLES = ("portal_url", "enroll_link")
 BILINGUAL_JOIN = " / "

@@ -6,6 +6,7 @@ category.  Only the kinds listed in config are sent (guideline point 8: no marke
 """
 from __future__ import annotations
 
+import copy
 import email.utils
 from email.message import EmailMessage
 
@@ -32,12 +33,28 @@ def is_transactional(cfg, kind: str) -> bool:
 
 
 def prepare(services, session, patient, msg: EmailMessage, kind: str, actor: str) -> int:
-    """Rewrite `msg` for `patient` and queue it, in the caller's transaction."""
+    """Rewrite `msg` for `patient` and queue it, in the caller's transaction; a copy goes
+    to each of the patient's proxies whose scope takes the kind (gateway.proxy_notify)."""
+    from gateway.proxy_notify import copies_for_proxies
+    original = copy.deepcopy(msg)
+    row_id = _queue_one(services, session, patient, None, msg, kind, actor)
+    for proxy in copies_for_proxies(services.cfg, session, patient, kind):
+        _queue_one(services, session, patient, proxy, copy.deepcopy(original), kind, actor)
+    return row_id
+
+
+def _queue_one(services, session, patient, proxy, msg: EmailMessage, kind: str,
+               actor: str) -> int:
+    """One recipient's copy, in a thread of its own (its reply token names that party);
+    the To names only that recipient."""
     s = services
-    thread = open_thread(session, patient.id, kind, "waiting")
-    for name in REMOVED_HEADERS:
-        del msg[name]
-    msg["To"] = s.addresses.header_address(patient.display_name, patient.email)
+    name, address = ((proxy.display_name, proxy.email) if proxy is not None
+                     else (patient.display_name, patient.email))
+    thread = open_thread(session, patient.id, kind, "waiting",
+                         proxy.id if proxy is not None else None)
+    for header in REMOVED_HEADERS:
+        del msg[header]
+    msg["To"] = s.addresses.header_address(name, address)
     msg["Reply-To"] = s.addresses.make("reply", thread_token(session, thread, "reply"))
     msg["Auto-Submitted"] = "auto-generated"
     msg["Message-ID"] = email.utils.make_msgid(domain=s.addresses.domain)
@@ -45,10 +62,11 @@ def prepare(services, session, patient, msg: EmailMessage, kind: str, actor: str
         msg["Date"] = email.utils.formatdate(localtime=False)
     thread.last_message_id = str(msg["Message-ID"])
     thread.ref_chain = thread.last_message_id
-    row = outbox.enqueue(session, s.addresses, msg, patient.email, f"notify:{kind}",
+    row = outbox.enqueue(session, s.addresses, msg, address, f"notify:{kind}",
                          thread.id, patient.id)
+    detail = {"proxy": proxy.id, "decision": "within"} if proxy is not None else {}
     audit.record(session, actor, "notification.queued", "outbox", row.id, patient.id,
-                 kind=kind, thread=thread.public_id)
+                 kind=kind, thread=thread.public_id, **detail)
     return row.id
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import logging
 from dataclasses import dataclass, field
@@ -12,13 +13,15 @@ from sqlalchemy.orm import Session
 from gateway import audit
 from gateway.addresses import normalize
 from gateway.language import normalize_code
-from gateway.models import Patient, address_index
+from gateway.models import Patient, Proxy, address_index
 
 log = logging.getLogger("gateway.patients")
 
 STATUSES = ("roster", "invited", "active", "suspended")
 COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
-OPTIONAL_COLUMNS = ("language",)  # ISO 639-1 code of the language the patient reads
+# language: ISO 639-1 code of the language the patient reads; birth_date: YYYY-MM-DD (a
+# patient aged 12-17 gets the minor defaults for proxies, gateway.proxy_scope)
+OPTIONAL_COLUMNS = ("language", "birth_date")
 
 
 class AddressTaken(Exception):
@@ -108,6 +111,20 @@ def _row_error(row: dict) -> str | None:
     language = (row.get("language") or "").strip()
     if language and not normalize_code(language):
         return f"language must be a two-letter ISO 639-1 code such as 'es', got {language[:20]!r}"
+    return _birth_date_error((row.get("birth_date") or "").strip())
+
+
+def _birth_date_error(value: str) -> str | None:
+    if not value:
+        return None
+    try:
+        born = dt.date.fromisoformat(value)
+    except ValueError:
+        born = None
+    if born is None or len(value) != 10 or not value.isascii():
+        return f"birth_date must be a date written YYYY-MM-DD, got {value[:20]!r}"
+    if born > dt.date.today() or born.year < 1900:
+        return f"birth_date {value} is not a plausible birth date"
     return None
 
 
@@ -155,10 +172,14 @@ def _address_clash(session: Session, acct: str, row: dict) -> str | None:
         return None
     other = session.scalar(select(Patient.account_number).where(
         Patient.email_index == index, Patient.account_number != acct).limit(1))
-    if other is None:
-        return None
-    return f"the address of account {acct} belongs to patient {other} already " \
-           "(one address, one patient)"
+    if other is not None:
+        return f"the address of account {acct} belongs to patient {other} already " \
+               "(one address, one patient)"
+    proxy = session.scalar(select(Proxy.id).where(Proxy.email_index == index).limit(1))
+    if proxy is not None:
+        return f"the address of account {acct} is the address of proxy {proxy}; a patient " \
+               "and a proxy cannot share an address"
+    return None
 
 
 def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> None:
@@ -169,6 +190,8 @@ def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> No
               "state": row["state"].strip().upper()}
     if "language" in row:  # a roster without the column leaves the stored language alone
         values["language"] = normalize_code(row["language"])
+    if "birth_date" in row:  # likewise the birth date
+        values["birth_date"] = (row["birth_date"] or "").strip() or None
     patient = by_account(session, acct)
     if patient is None:
         patient = Patient(account_number=acct, status="roster", **values)

@@ -25,7 +25,8 @@ from gateway.addresses import LocalAddress
 from gateway.content.budget import Budget, OverBudget
 from gateway.decisions import CONTENT_TOO_COSTLY, UNKNOWN_RECIPIENT, Reject
 from gateway.steps import (acknowledge, admit, authenticate, bounce, classify, language,
-                           loops, parse, prefetch, route, staff, store, strip, thread)
+                           loops, parse, prefetch, proxy, route, staff, staff_scope,
+                           store, strip, thread)
 from gateway.steps.dedupe import begin_ingest, skip_duplicate
 from gateway.smtp.limits import patient_rate
 
@@ -65,6 +66,10 @@ class Context:
     defects: list = field(default_factory=list)
     sender: str | None = None
     patient: object = None
+    proxy: object = None  # the proxy writing for `patient` (gateway.models.Proxy), if any
+    scope: object = None  # gateway.proxy_scope.ScopeDecision for a proxy's message
+    staff_party: str | None = None  # the staff token's party ("patient": not the proxy)
+    held: list | None = None  # why a staff answer is not relayed to the thread's proxy
     auth: object = None
     unverified: bool = False  # let in without sender authentication: no ack, no rate
     token_thread: object = None
@@ -104,14 +109,17 @@ PATIENT_STEPS = (
     admit.read_sender,  # one plain From mailbox in an unambiguous header block
     skip_duplicate,  # the same bytes again (a lost 250, retried): 250, stored once
     authenticate.authenticate_sender,  # SPF/DKIM/DMARC or trusted A-R; DNS trouble: 451
-    admit.admit_patient,  # authenticated enough for this address, and a patient
+    admit.admit_patient,  # authenticated enough for this address, and a patient (or
+    # an active proxy writing for one)
     trust_sender,
     patient_rate,  # too many messages an hour: 451 4.7.1 and one staff alert
     loops.detect_automatic,
     classify.classify_message,  # the decision, with the thread's context
+    proxy.decide_scope,  # a proxy's message: within its scope, or outside (never silent)
     language.choose_language,
     thread.attach_thread,
     store.store_message,
+    proxy.audit_proxy_message,
     route.route_to_staff,
     acknowledge.acknowledge_patient,
 )
@@ -125,6 +133,7 @@ STAFF_STEPS = (
     trust_sender,
     loops.detect_automatic,
     staff.trim_answer,
+    staff_scope.check_scope,  # a proxy's thread: within its scope, or held
     staff.store_answer,
     staff.relay_to_patient,
     staff.mark_answered,

@@ -10,10 +10,12 @@ from gateway.models import Patient
 
 
 def add_patient(services, account="1001", email="ana@example.com", state="CA",
-                status="active", first="Ana", last="Lopez", language=None) -> int:
+                status="active", first="Ana", last="Lopez", language=None,
+                birth_date=None) -> int:
     with services.transaction() as session:
         p = Patient(account_number=account, first_name=first, last_name=last,
-                    email=email.lower(), state=state, status=status, language=language)
+                    email=email.lower(), state=state, status=status, language=language,
+                    birth_date=birth_date)
         session.add(p)
         session.flush()
         return p.id
@@ -113,3 +115,14 @@ def load_eval():
     sys.modules["classify_eval"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def add_proxy(services, patient_id: int, email="mom@example.net", status="active",
+              first="Maria", last="Lopez", relation="mother", scope=None) -> int:
+    from gateway.models import Proxy
+    with services.transaction() as session:
+        p = Proxy(patient_id=patient_id, first_name=first, last_name=last, email=email,
+                  relation=relation, scope=scope, status=status)
+        session.add(p)
+        session.flush()
+        return p.id

@@ -333,3 +333,19 @@ def test_shipped_rules_load_and_are_documented(clf):
     assert "time-sensitive" in readme.lower()
     assert len(clf.rules) >= 30
     assert {r.category for r in clf.rules} >= set(CATEGORIES) - {"other"} | {"other"}
+
+
+@pytest.mark.parametrize("text,category", [
+    ("URGENT!!! please update my address to 12 Oak Street, Fresno CA 93701", "demographics"),
+    ("Urgente: necesito cambiar mi cita del martes para el jueves por favor", "appointment"),
+])
+def test_rules_only_patient_urgent_is_a_flag_not_an_emergency(clf, text, category):
+    # With the model off, the patient's own "urgent" marks the message for staff but
+    # does not send a routine request down the emergency path.
+    result = clf.classify(text)
+    assert result.category == category
+    assert not result.urgent
+    assert "patient-urgent" in result.flags
+    # ...while a warning sign in the same words still does.
+    assert clf.classify(text + ". Also I am bleeding heavily, soaking a pad an hour"
+                                 ).category == "emergency"

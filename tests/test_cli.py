@@ -73,6 +73,17 @@ def test_check_config_refuses_a_bad_urgent_clock(tmp_path, value):
     assert str(bad) in proc.stderr and "[policy] urgent_reply_minutes" in proc.stderr
 
 
+def test_check_config_refuses_a_bad_proxy_notification_mapping(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text('[notifications]\nkinds = ["statement"]\nconfidential_kinds = ["x"]\n'
+                   '[notifications.categories]\nstatement = "gossip"\nnope = "billing"\n')
+    proc = run(bad, "check-config", check=False)
+    assert proc.returncode != 0
+    assert "[notifications.categories] statement: unknown category 'gossip'" in proc.stderr
+    assert "[notifications.categories] nope: not one of [notifications] kinds" in proc.stderr
+    assert "[notifications] confidential_kinds: 'x'" in proc.stderr
+
+
 def test_example_config_passes_check_config(tmp_path):
     cfg = tmp_path / "config.toml"
     text = (ROOT / "config.example.toml").read_text()

@@ -58,6 +58,7 @@ def test_hypothetical_marker(text, phrase):
     ("I'm not sure if the baby stops moving or is just quiet", "stops moving"),
     ("With my first I bled a lot but now I'm soaking a pad an hour", "soaking a pad"),
     ("I had preeclampsia with my first and today I have a pounding headache", "headache"),
+    ("My husband says my face is drooping on one side since lunch", "drooping"),
 ])
 def test_current_sign_is_not_discounted(text, phrase):
     assert not not_now(*_at(text, phrase))
@@ -81,6 +82,10 @@ def test_current_sign_is_not_discounted(text, phrase):
     "My breasts are droopy after nursing, is that normal?",
     "I accidentally took 2 prenatal vitamins today, is that an overdose? 13 weeks.",
     "My friend said she didn't realize she was in labor. How will I know? I'm 30 weeks.",
+    # someone else's story, in the plural or possessive, and "just"/"also"
+    "My coworker's water broke at 34 weeks last week. I'm 30 weeks and fine so far.",
+    "My mom just had a stroke, she is recovering well. Can I stay on the pill at 44?",
+    "I'm 35 weeks. What am I supposed to do if my water breaks in the middle of the night?",
 ])
 def test_near_misses_do_not_fire(clf, text):
     """No red-flag rule fires (the learned model's own false alarms are measured by

@@ -119,11 +119,36 @@ def test_red_flag_rule_raises_to_emergency_when_the_model_does_not(tmp_path):
         phrases = ["zebra stripes"]
         """)
     clf = Classifier.load(rules)
+    # The model leans to billing but does not rule an emergency out (p ~ 0.07).
     clf.model = toy_model(**{"w:bill": ("billing", 6.0)})
     r = clf.classify("question about my bill, also zebra stripes on my arm")
+    assert r.model.emergency >= clf.settings.red_flag_model_floor
     assert r.category == "emergency" and r.decided_by == "red-flag" and r.urgent
     assert r.model.category == "billing"
     assert clf.classify("no zebra stripes, question about my bill").category == "billing"
+
+
+def test_red_flag_rule_needs_the_model_not_to_rule_an_emergency_out(tmp_path):
+    rules = rules_dir(tmp_path, """
+        [[rule]]
+        id = "emergency-zebra-sign"
+        category = "emergency"
+        weight = 4
+        reason = "test red flag"
+        phrases = ["zebra stripes"]
+        """)
+    clf = Classifier.load(rules)
+    # The model is sure this is a bill (emergency p ~ 0.02, under the 0.05 floor).
+    clf.model = toy_model(**{"w:bill": ("billing", 12.0)})
+    text = "question about my bill, also zebra stripes on my arm"
+    r = clf.classify(text)
+    assert r.category == "billing" and not r.urgent
+    assert "emergency-zebra-sign" in r.rule_ids  # the rule is still shown to staff
+    # Ops can let every red-flag rule raise on its own again.
+    (tmp_path / "s.toml").write_text("[settings]\nred_flag_model_floor = 0\n")
+    clf2 = Classifier.load(rules)
+    clf2.model = clf.model
+    assert clf2.classify(text).category == "emergency"
 
 
 def test_no_rule_lowers_an_emergency_and_a_pin_decides_otherwise(tmp_path):

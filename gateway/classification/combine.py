@@ -1,8 +1,10 @@
 """The decision when the learned model votes (rules/README.md, "How a decision is made").
 
 1. `emergency` when the model's emergency probability reaches its threshold, or when
-   the red-flag rules (emergency rules that are not flags) score `emergency_min_score`:
-   rules can raise a message to emergency, never lower it.
+   the red-flag rules (emergency rules that are not flags) score `emergency_min_score`
+   and the model does not rule an emergency out (its probability is at least
+   `red_flag_model_floor`, 0.05 by default): rules can raise a message to emergency,
+   never lower it.
 2. Otherwise an ops rule with ``pin = true`` that matched decides the category (the
    heaviest pin wins).
 3. Otherwise the model's most probable non-emergency category, when its probability
@@ -54,7 +56,8 @@ def _best_routine(vote) -> tuple[str, float]:
 
 def combine(hits: list[RuleHit], settings: Settings, vote, model) -> Classification:
     scores = category_scores(hits)
-    red = red_flag_score(hits) >= settings.emergency_min_score
+    red = (red_flag_score(hits) >= settings.emergency_min_score
+           and vote.emergency >= settings.red_flag_model_floor)
     pin = pinned(hits)
     if vote.emergency >= model.emergency_threshold:
         category, by = EMERGENCY, "model"

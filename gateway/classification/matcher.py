@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
-from .combine import category_scores, flags_of, pinned
+from .combine import category_scores, flags_of, pinned, red_flag_score
 from .qualifiers import gap_negated, not_now, sign_not_now
+from .index import Cached
 from .text import TermSet, TextIndex, iter_matches, iter_term_matches
 from .model import EMERGENCY, OTHER, Classification, Rule, RuleHit, Settings
 
@@ -56,14 +57,15 @@ def rule_matches(rule: Rule, index: TextIndex) -> bool:
 
 
 def _also_live(terms: TermSet, index: TextIndex, rule: Rule, main: re.Match) -> bool:
-    # Many rules share one situation ("pregnancy"): its matches are found once per text.
+    # Many rules share one situation ("pregnancy"): its matches are found once per text,
+    # and only as far as a rule needed to look (the first live one usually settles it).
     key = (id(terms), rule.negatable)
     spans = index.memo.get(key)
     if spans is None:
-        spans = index.memo[key] = [
+        spans = index.memo[key] = Cached(
             (m.start(), m.end(), rule.negatable and not_now(
                 index.text, m.start(), m.end(), _CONTEXT_NEGATION_WORDS))
-            for m in iter_matches(terms, index)]
+            for m in iter_matches(terms, index))
     return any(not discounted or (main.start() <= start and end <= main.end())
                for start, end, discounted in spans)
 
@@ -121,7 +123,7 @@ def context_hit(settings: Settings, context_kind: str | None,
 def decide(hits: list[RuleHit], settings: Settings) -> Classification:
     """Rules only (the learned model is off): the scores decide, a pin beats a score."""
     scores = category_scores(hits)
-    category = _pick(scores, settings)
+    category = _pick(scores, settings, red_flag_score(hits))
     pin = pinned(hits)
     by = "rules"
     if pin is not None and (category != EMERGENCY or pin == EMERGENCY):
@@ -131,8 +133,10 @@ def decide(hits: list[RuleHit], settings: Settings) -> Classification:
                           flags=flags_of(hits, category))
 
 
-def _pick(scores: dict, settings: Settings) -> str:
-    if scores[EMERGENCY] >= settings.emergency_min_score:
+def _pick(scores: dict, settings: Settings, red: float) -> str:
+    # A flag rule (e.g. the patient's own "urgent") is shown but never raises a message to
+    # emergency: only red-flag rules count towards emergency_min_score.
+    if red >= settings.emergency_min_score:
         return EMERGENCY
     ranked = sorted(((s, c) for c, s in scores.items() if c != EMERGENCY), reverse=True)
     (best, category), (second, _) = ranked[0], ranked[1]

@@ -101,6 +101,10 @@ class Settings:
     emergency_subject_factor: float = 1.0
     context_weight: float = 1.5
     model: bool = True  # false: rules only, as before the learned model
+    # With the model on, a red-flag rule raises a message to emergency only when the
+    # model's emergency probability is at least this (docs/triage-model.md, "Red-flag
+    # rules need a second opinion"); 0 lets every red-flag rule raise on its own.
+    red_flag_model_floor: float = 0.05
     context: dict = field(default_factory=lambda: {
         "lab_result": "results",
         "radiology_result": "results",

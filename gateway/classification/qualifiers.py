@@ -70,7 +70,8 @@ _HISTORY_TIME = re.compile(
     r"(?<!\w)(?:years? ago|a year ago|last year|in the past|history|historia|historial|"
     r"antecedentes|hx of|used to|runs in my family|always do|"
     r"as a (?:kid|child|teen|teenager)|since i was a (?:kid|child)|"
-    r"my (?:mom|mother|dad|father|sister|aunt|grandma|grandmother|cousin|friend) (?:had|got)|"
+    r"my (?:mom|mother|moms|mothers|dad|father|sister|sisters|aunt|grandma|grandmother|"
+    r"cousin|friend|husband|partner|boyfriend|wife) (?:just |also |once |recently )?(?:had|got)|"
     r"(?:in|back in|en) (?:19|20)\d\d|(?:in|en) (?:january|february|march|april|may|june|july|"
     r"august|september|october|november|december|enero|febrero|marzo|abril|mayo|junio|julio|"
     r"agosto|septiembre|octubre|noviembre|diciembre)|"
@@ -78,7 +79,8 @@ _HISTORY_TIME = re.compile(
     r"hace (?:\d+|un|una|dos|tres|cuatro|cinco|varios) (?:anos|ano)|el ano pasado)(?!\w)")
 # "what should I do if ...", "what if", "que hago si ...": asking about the future.
 _HYPOTHETICAL = re.compile(
-    r"(?<!\w)(?:what if|what (?:should|do|would|can) i do if|what to do if|what happens if|"
+    r"(?<!\w)(?:what if|what (?:should|do|would|can) (?:i|we) do if|what to do if|what happens if|"
+    r"what am i supposed to do if|what are we supposed to do if|que hacemos si|"
     r"in case of|if ever|if i ever|should i (?:call|come in|go in|go to \w+|worry) if|"
     r"when should i|when do i (?:call|go|come)|when to (?:call|go|come|worry)|"
     r"how (?:do|will|would|can) i (?:know|tell)|how to tell|"
@@ -89,7 +91,8 @@ _HYPOTHETICAL = re.compile(
     r"me preguntaron si|questionnaire|cuando (?:se debe|debo|tengo que|hay que) ir|"
     r"es para saber|"
     # someone else's story: "my friend said she didn't realize she was in labor"
-    r"my (?:friend|coworker|co worker|neighbor|cousin|sister in law)|a friend|"
+    r"my (?:friends?|coworkers?|co workers?|neighbou?rs?|cousins?|sisters? in law|"
+    r"sister in laws|best friends?|friends?s)|a friend|"
     r"mi (?:amiga|amigo|vecina|companera|prima|cunada)|una amiga|"
     r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
     r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"

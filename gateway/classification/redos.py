@@ -138,12 +138,13 @@ def _vet_batch(patterns: list[tuple], size: int, seconds: float) -> int:
 
 
 def rule_patterns(rules_dir: Path) -> list[tuple[str, str, str]]:
-    """(file, rule id, pattern) for every ops-written regular expression in rules/."""
+    """(file, rule id, pattern) for every ops-written regular expression in rules/ (the
+    category rules and the confidential markers)."""
     found = []
     for path in sorted(Path(rules_dir).glob("*.toml")):
         with path.open("rb") as fh:
             data = tomllib.load(fh)
-        for rule in data.get("rule", []):
+        for rule in data.get("rule", []) + data.get("marker", []):
             for key in ("patterns", "requires_patterns"):
                 for pattern in rule.get(key, []) or []:
                     found.append((str(path), str(rule.get("id")), pattern))

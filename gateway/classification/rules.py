@@ -26,7 +26,8 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
     rules_dir = pathlib.Path(rules_dir)
     if not rules_dir.is_dir():
         raise RuleError(str(rules_dir), "rules directory not found")
-    files = sorted(rules_dir.glob("*.toml"))
+    # confidential.toml holds markers, not category rules (classification.confidential)
+    files = sorted(p for p in rules_dir.glob("*.toml") if p.name != "confidential.toml")
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     overrides: dict = {}

@@ -6,11 +6,12 @@ written as "se me rompió la fuente" matches "SE ME ROMPIO LA FUENTE", and
 """
 from __future__ import annotations
 
-import bisect
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterator
+
+from .index import TextIndex, iter_matches, iter_term_matches  # noqa: F401 (re-exported)
 
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 # Apostrophes vanish ("can't" = "cant"); Spanish opening marks become spaces.
@@ -23,7 +24,6 @@ SEP = r"[\s\-/]+"
 # a negation inside the gap: "water not broken", "incision looks fine no redness").
 GAP = SEP + r"((?:[\w']+" + SEP + r"){0,3}?)"
 _WORD = re.compile(r"^[\w']+\*?$")
-_WORDS = re.compile(r"\w+")
 
 
 def normalize(text: str) -> str:
@@ -87,7 +87,7 @@ class Term:
     also: tuple = ()      # other words the phrase needs: (word, is_stem) pairs
     gaps: bool = False    # a phrase with "...": its groups are the words in the gaps
 
-    def possible(self, index: "TextIndex") -> bool:
+    def possible(self, index: TextIndex) -> bool:
         """False when a word the phrase needs is missing from the text."""
         for word, stem in self.also:
             if not (index.has_stem(word) if stem else word in index.words):
@@ -156,32 +156,6 @@ def _split_leading_alternatives(body: str) -> tuple[list[str], str] | None:
     return alternatives, rest
 
 
-class TextIndex:
-    """A normalised text plus the set of its words, to skip phrases quickly."""
-
-    __slots__ = ("text", "words", "_sorted", "_stems", "_heads", "memo")
-
-    def __init__(self, text: str):
-        self.text = text
-        self.words = frozenset(_WORDS.findall(text))
-        self._sorted: list[str] | None = None
-        self._stems: dict[str, bool] = {}
-        self._heads = frozenset(w[:3] for w in self.words)
-        self.memo: dict = {}  # per-text results the matcher reuses across rules
-
-    def has_stem(self, stem: str) -> bool:
-        if len(stem) >= 3 and stem[:3] not in self._heads:
-            return False
-        found = self._stems.get(stem)
-        if found is None:
-            if self._sorted is None:
-                self._sorted = sorted(self.words)
-            i = bisect.bisect_left(self._sorted, stem)
-            found = i < len(self._sorted) and self._sorted[i].startswith(stem)
-            self._stems[stem] = found
-        return found
-
-
 class TermSet:
     """A rule's terms, grouped by the first word each needs in the text."""
 
@@ -207,32 +181,3 @@ class TermSet:
         for stem, terms in self.stems.items():
             if index.has_stem(stem):
                 yield from terms
-
-
-def iter_matches(terms: TermSet, index: TextIndex) -> Iterator[re.Match]:
-    """Every match of the terms in the indexed text, each starting at a word start."""
-    return (m for _term, m in iter_term_matches(terms, index))
-
-
-def iter_term_matches(terms: TermSet, index: TextIndex) -> Iterator[tuple[Term, re.Match]]:
-    """Like :func:`iter_matches`, with the term that matched."""
-    text = index.text
-    for term in terms.candidates(index):
-        if term.also and not term.possible(index):
-            continue
-        pos = 0
-        while True:
-            m = term.regex.search(text, pos)
-            if m is None:
-                break
-            start = m.start()
-            if term.bounded and start > 0 and _is_word_char(text[start - 1]) \
-                    and start < len(text) and _is_word_char(text[start]):
-                pos = start + 1
-                continue
-            yield term, m
-            pos = m.end() if m.end() > start else start + 1
-
-
-def _is_word_char(ch: str) -> bool:
-    return ch.isalnum() or ch == "_"

@@ -10,7 +10,7 @@ import os
 import sys
 
 from gateway.cli import (audit_cmd, commands, inspect_cmd, invite_cmd, keys_cmd, outbox_cmd,
-                         patients_cmd, purge_cmd, quarantine_cmd, threads_cmd)
+                         patients_cmd, proxies_cmd, purge_cmd, quarantine_cmd, threads_cmd)
 from gateway.cli.common import CONFIG_HELP, CommandError
 
 EPILOG = """examples:
@@ -18,6 +18,7 @@ EPILOG = """examples:
   portal-gateway check-config --config /etc/portal-gateway/config.toml
   portal-gateway patients import roster.csv
   portal-gateway patients activate 1001
+  portal-gateway proxies import proxies.csv
   portal-gateway inspect --json saved/*.eml
   portal-gateway audit list --patient 1001 --since 7d
   portal-gateway purge --dry-run
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (commands, patients_cmd, invite_cmd, threads_cmd, outbox_cmd,
+    for module in (commands, patients_cmd, proxies_cmd, invite_cmd, threads_cmd, outbox_cmd,
                    audit_cmd, purge_cmd, quarantine_cmd, inspect_cmd, keys_cmd):
         module.register(sub)
     _describe(parser)

@@ -1,6 +1,7 @@
 """serve, check-config, db upgrade, attachments list."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -12,7 +13,8 @@ def register(sub) -> None:
     p = sub.add_parser("serve", help="run every listener and worker",
                        description="Run the gateway: inbound SMTP (MX), submission SMTP, "
                        "HTTP (enrollment page, /healthz, /metrics), the outbox worker, the "
-                       "deadline sweeper and IMAP pollers, in one process. Stop it with "
+                       "deadline sweeper and IMAP pollers, in one process ([gateway] workers = N: in N "
+                       "processes sharing the SMTP ports). Stop it with "
                        "SIGTERM or Ctrl-C: it drains within [gateway] drain_seconds. SIGHUP "
                        "reloads rules and templates.")
     add_config(p)
@@ -45,24 +47,80 @@ def register(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    import asyncio
-
     from gateway import logs
-    from gateway.app import Gateway
     os.umask(0o077)  # whatever started us: the database and Maildir files are 0600
+    if config_from(args).gateway.workers > 1:
+        return _serve_workers(args)
     services = services_from(args)
     logs.setup(services.cfg.gateway.log_level)
+    try:
+        return _serve(services)
+    finally:
+        services.close()
+
+
+def _serve(services, role=None) -> int:
+    """One gateway process: the only one, or worker ROLE of several (gateway.workers)."""
+    import asyncio
+
+    from gateway.app import Gateway
     # Content work (parsing, HTML to text, rules) runs in worker threads; the event loop
     # gets the interpreter back within 1 ms instead of 5, so SMTP replies and /healthz stay
     # prompt while a costly message is analysed.
     sys.setswitchinterval(0.001)
+    ports = {} if role is None else {"inbound_port": role.inbound_port,
+                                     "submission_port": role.submission_port,
+                                     "worker": role.index}
     try:
-        asyncio.run(Gateway(services).run_forever())
+        asyncio.run(Gateway(services, **ports).run_forever())
     except OSError as e:
         raise CommandError(f"cannot listen: {e}") from None
-    finally:
-        services.close()
     return 0
+
+
+def _serve_workers(args) -> int:
+    """[gateway] workers > 1: this process forks the workers and watches them."""
+    import shutil
+    import tempfile
+    # The workers' counters go to files here, so /metrics (on worker 0) sums them all; set
+    # before the metrics module is imported (below, and never before in this process).
+    metrics_dir = tempfile.mkdtemp(prefix="portal-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _supervise(services_from(args))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise(services) -> int:
+    import gateway.app  # noqa: F401  (imported once here, not in every worker)
+    from gateway import logs
+    from gateway.workers import Supervisor
+    cfg = services.cfg
+    services.close()  # no connection crosses a fork: each worker opens its own
+    logs.setup(cfg.gateway.log_level, fields={"pid": os.getpid()})
+
+    def run_worker(role) -> int:
+        logs.setup(cfg.gateway.log_level, fields={"worker": role.index, "pid": os.getpid()})
+        try:
+            return _serve(services, role)
+        except CommandError as e:
+            print(f"portal-gateway: {e}", file=sys.stderr)
+            return e.exit_code
+        finally:
+            services.close()
+
+    def reload() -> None:
+        try:
+            services.reload()
+        except Exception as e:  # each worker logs the refusal with its details
+            logging.getLogger("gateway.workers").warning(
+                "reload refused in the parent", extra={"error": type(e).__name__})
+
+    try:
+        return Supervisor(cfg, run_worker, reload).run()
+    except OSError as e:
+        raise CommandError(f"cannot listen: {e}") from None
 
 
 def cmd_check_config(args) -> int:

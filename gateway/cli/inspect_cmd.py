@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--context-kind", default=None, metavar="KIND",
                    help="pretend the message replies to a notification of this kind")
+    p.add_argument("--proxy", metavar="ACCOUNT", help="also show the scope decision for "
+                   "each proxy of the patient with this account number (reads the roster)")
     p.add_argument("files", nargs="+", metavar="FILE.eml", help="saved messages (raw RFC "
                    "5322, as a mail client's 'save as' or a Maildir file)")
     p.set_defaults(func=cmd_inspect)
@@ -47,6 +49,7 @@ def inspect_bytes(classifier, raw: bytes, context_kind: str | None = None,
         "attachments": [{"filename": a.filename, "declared_type": a.declared_type,
                          "sniffed_type": a.sniffed_type, "size": a.size, "sha256": a.sha256,
                          "reason": a.reason} for a in ctx.stripped.removed],
+        "confidential": list(ctx.scores.confidential),
         "text": text,
     }
 
@@ -76,6 +79,12 @@ def _human(result: dict) -> str:
     for a in result["attachments"]:
         lines.append(f"  removed {a['filename'] or '(no name)'} declared {a['declared_type']}"
                      f" sniffed {a['sniffed_type']} {a['size']} bytes ({a['reason']})")
+    if result.get("confidential"):
+        lines.append(f"confidential: {', '.join(result['confidential'])}")
+    for p in result.get("proxies", ()):
+        lines.append(f"proxy {p['proxy']} ({p['relation']}) scope {' '.join(p['scope'])}: "
+                     f"{p['decision']}" + (f" ({', '.join(p['reasons'])})" if p['reasons']
+                                          else ""))
     lines += ["--- text staff would receive ---", result["text"].rstrip()]
     return "\n".join(lines)
 
@@ -87,14 +96,54 @@ def cmd_inspect(args) -> int:
         classifier = Classifier.load(cfg.rules_dir)
     except RuleError as e:
         raise CommandError(str(e), 2) from None
+    proxies = _proxies_of(args) if args.proxy else None
     failed = 0
     for name in args.files:
         result = {"file": name}
         try:
             result.update(inspect_bytes(classifier, Path(name).read_bytes(),
                                         args.context_kind, cfg))
+            if proxies is not None:
+                result["proxies"] = _scope_decisions(proxies, result)
         except Exception as e:  # one bad file must not stop the run
             failed += 1
             result["error"] = f"{type(e).__name__}: {e}"
         print(json.dumps(result, ensure_ascii=False) if args.json else _human(result))
     return 1 if failed else 0
+
+
+def _proxies_of(args) -> tuple:
+    """(birth date, [(id, relation, scope)]) of the patient's active proxies (read only)."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import select
+
+    from gateway.cli.common import services_from
+    from gateway.models import Patient, Proxy
+    services = services_from(args)
+    try:
+        with services.factory() as session:
+            patient = session.scalar(select(Patient).where(
+                Patient.account_number == args.proxy.strip()))
+            if patient is None:
+                raise CommandError(f"no patient with account {args.proxy}")
+            rows = [SimpleNamespace(id=p.id, relation=p.relation, scope=p.scope)
+                    for p in session.scalars(select(Proxy).where(
+                        Proxy.patient_id == patient.id, Proxy.status == "active")
+                        .order_by(Proxy.id))]
+            return patient.birth_date, rows
+    finally:
+        services.close()
+
+
+def _scope_decisions(proxies: tuple, result: dict) -> list[dict]:
+    from gateway.clock import utcnow
+    from gateway.proxy_scope import decide
+    birth_date, rows = proxies
+    out = []
+    for proxy in rows:
+        d = decide(proxy, birth_date, result["category"], result["confidential"],
+                   utcnow().date())
+        out.append({"proxy": proxy.id, "relation": proxy.relation, "scope": list(d.scope),
+                    "minor_rules": d.minor, "decision": d.word, "reasons": list(d.reasons)})
+    return out

@@ -21,6 +21,8 @@ import email.feedparser
 import email.policy
 import re
 
+from gateway.content.bulk import cut_runs
+
 HEADERS_TO_FORCE = ("From", "Subject", "Message-ID", "Content-Type")
 
 
@@ -52,23 +54,30 @@ def _parse(raw: bytes, policy, max_depth: int, max_parts: int):
     return parser.close()
 
 
-def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000):
+def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000,
+                cut: bool = True):
     """(message, extra defects).  Raises MimeLimit; any other problem is a defect.
 
     ``policy.default`` raises on some hostile headers (e.g. ``Content-Type: text/plain;
     title*``); such a message is parsed again with the lenient ``compat32`` policy, which
-    the attachment stripper also handles, and the fallback is recorded as a defect."""
+    the attachment stripper also handles, and the fallback is recorded as a defect.
+    With `cut`, long base64 runs are kept out of the parse (gateway.content.bulk): the
+    message then carries ``portal_bulk``, which can parse it whole when needed."""
     fixed = quote_odd_boundaries(raw)
     extra = ["UnquotedBoundaryRepaired"] if fixed is not raw else []
     try:
-        msg = _parse(fixed, email.policy.default, max_depth, max_parts)
+        skeleton, bulk = cut_runs(fixed) if cut else (fixed, None)
+        msg = _parse(skeleton, email.policy.default, max_depth, max_parts)
         for name in HEADERS_TO_FORCE:
             msg.get_all(name)  # header objects are built lazily; force them now
         if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
             repaired = add_missing_boundary(fixed)
             if repaired is not None:
-                msg = _parse(repaired, email.policy.default, max_depth, max_parts)
+                msg, bulk = _parse(repaired, email.policy.default, max_depth, max_parts), None
                 extra.append("MissingBoundaryRepaired")
+        if bulk is not None:
+            bulk.reparse = lambda: parse_bytes(raw, max_depth, max_parts, cut=False)[0]
+            msg.portal_bulk = bulk
         return msg, extra
     except MimeLimit:
         raise

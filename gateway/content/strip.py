@@ -91,6 +91,7 @@ import re
 from dataclasses import dataclass, field
 
 from gateway.content.budget import OverBudget
+from gateway.content.bulk import NeedFullParse, Summary
 from gateway.content.htmltext import html_to_text
 from gateway.content.inline import Blob, cut_blobs
 from gateway.content.parts import (
@@ -153,8 +154,10 @@ class _Walker:
         self.cut: set[int] = set()
         self.entries: list[RemovedItem | _Piece] = []
         self.defects: list[str] = []
+        self.bulk = None
 
     def run(self, msg: email.message.Message) -> None:
+        self.bulk = getattr(msg, "portal_bulk", None)  # base64 runs kept out of the parse
         walk = msg.walk()
         while True:
             try:
@@ -170,7 +173,7 @@ class _Walker:
             if not self._under_cut(part):
                 try:
                     self._visit(part)
-                except OverBudget:
+                except (OverBudget, NeedFullParse):
                     raise
                 except Exception as exc:
                     self._defect(f"StripError:{type(exc).__name__}")
@@ -206,15 +209,29 @@ class _Walker:
         return False
 
     def _remove(self, part, reason: str, subtree: bool = False) -> None:
-        data = subtree_bytes(part) if subtree else payload_bytes(part)
+        summary = self._summary(part, subtree)
+        if summary is None:
+            data = subtree_bytes(part) if subtree else payload_bytes(part)
+            summary = Summary(len(data), sha256_hex(data), sniff(data))
         if subtree:
             self.cut.add(id(part))
-        sniffed = sniff(data)
+        sniffed = summary.sniffed
         if sniffed == "application/vnd.ms-tnef" and reason in ("attachment", "non-text-part"):
             reason = "tnef"
         item = RemovedItem(filename_of(part), content_type(part), sniffed,
-                           len(data), sha256_hex(data), reason)
+                           summary.size, summary.sha256, reason)
         self.entries.append(item)
+
+    def _summary(self, part, subtree: bool) -> Summary | None:
+        """A removed leaf whose body was kept out of the parse is summarised from the raw
+        bytes as it streams; a container holding such a body needs the whole parse."""
+        if self.bulk is None:
+            return None
+        if part.is_multipart():
+            if any(self.bulk.holds_run(p) for p in part.walk() if not p.is_multipart()):
+                raise NeedFullParse("a run inside a container removed whole")
+            return None
+        return self.bulk.summary(part)
 
     # -- classification ---------------------------------------------------
     def _visit(self, part: email.message.Message) -> None:
@@ -242,6 +259,8 @@ class _Walker:
             self._text_part(part, subtype)
 
     def _text_part(self, part: email.message.Message, subtype: str) -> None:
+        if self.bulk is not None and self.bulk.holds_run(part):
+            raise NeedFullParse("a run inside a text part")
         data = payload_bytes(part)
         sniffed = sniff(data)
         if sniffed in DISGUISED_TEXT:
@@ -374,11 +393,18 @@ def _finish(walker: _Walker) -> Stripped:
 def strip_message(msg: email.message.EmailMessage, check=None) -> Stripped:
     """The patient's text and the log of everything removed.  Never raises, except what
     `check` (called between parts: a CPU budget) raises."""
+    try:
+        return _strip(msg, check)
+    except NeedFullParse:  # a long base64 run is needed as it is: parse the whole message
+        return _strip(msg.portal_bulk.reparse(), check)
+
+
+def _strip(msg: email.message.EmailMessage, check=None) -> Stripped:
     walker = _Walker(check)
     try:
         walker.run(msg)
         return _finish(walker)
-    except OverBudget:
+    except (OverBudget, NeedFullParse):
         raise
     except Exception as exc:  # last resort: drop everything, log that we did
         defects = tuple(walker.defects) + (f"StripError:{type(exc).__name__}",)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 
-from gateway import audit, patients
+from gateway import audit, patients, proxies
 from gateway.enrollment import invites, passwords
-from gateway.models import Patient
+from gateway.models import Patient, Proxy
 
 log = logging.getLogger("gateway.enrollment")
 
@@ -70,10 +70,26 @@ def link_state(services, token: str | None, now: dt.datetime) -> str:
         inv = invites.find(session, token)
         state = invites.status_of(inv, now)
         if state == "live":
-            patient = session.get(Patient, inv.patient_id)
-            if patient.status not in ("invited", "roster"):
-                return "used" if patient.status == "active" else "unavailable"
+            return _party_state(session, inv) or state
         return state
+
+
+def link_is_proxy(services, token: str | None) -> bool:
+    """Is this enrollment link a proxy's (the page then asks for the patient's number)?"""
+    with services.factory() as session:
+        inv = invites.find(session, token)
+        return inv is not None and inv.proxy_id is not None
+
+
+def _party_state(session, inv) -> str | None:
+    """A CLOSED key when the invited party can no longer enroll, else None."""
+    party = session.get(Patient, inv.patient_id) if inv.proxy_id is None \
+        else session.get(Proxy, inv.proxy_id)
+    if party.status not in ("invited", "roster"):
+        return "used" if party.status == "active" else "unavailable"
+    if inv.proxy_id is not None and session.get(Patient, inv.patient_id).status == "suspended":
+        return "unavailable"
+    return None
 
 
 def _same_account(given: str, actual: str) -> bool:
@@ -130,8 +146,9 @@ def enroll(services, token: str | None, form: Form, terms_version: str,
         if state != "live":
             return Outcome(closed=state)
         patient = session.get(Patient, inv.patient_id)
-        if patient.status not in ("invited", "roster"):
-            return Outcome(closed="used" if patient.status == "active" else "unavailable")
+        closed = _party_state(session, inv)
+        if closed:
+            return Outcome(closed=closed)
         if patient.state.upper() not in {s.upper() for s in services.cfg.policy.allowed_states}:
             return Outcome(closed="unavailable")
         errors: dict[str, str] = {}
@@ -140,6 +157,10 @@ def enroll(services, token: str | None, form: Form, terms_version: str,
         errors.update(_field_errors(form, terms_version))
         if errors:
             return Outcome(errors=errors)
+        if inv.proxy_id is not None:
+            proxy = session.get(Proxy, inv.proxy_id)
+            _complete_proxy(session, inv, proxy, form, terms_version, now)
+            return Outcome(email=proxy.email)
         _complete(session, inv, patient, form, terms_version, now)
         return Outcome(email=patient.email)
 
@@ -156,3 +177,17 @@ def _complete(session, inv, patient: Patient, form: Form, terms_version: str, no
                  patient.account_number, patient.id, invite_id=inv.id,
                  terms_version=terms_version)
     log.info("enrollment completed", extra={"invite_id": inv.id, "patient_id": patient.id})
+
+
+def _complete_proxy(session, inv, proxy: Proxy, form: Form, terms_version: str, now) -> None:
+    """A proxy's enrollment: its own password and terms; the patient is left as it was."""
+    proxy.password_hash = _hasher.hash(form.password)
+    proxy.terms_version, proxy.terms_accepted_at = terms_version, now
+    proxies.set_status(session, proxy, "active", "enrollment")
+    invites.end(session, inv, "used", now, "enrollment", terms_version=terms_version)
+    for other in invites.live_proxy_invites(session, proxy.id):
+        if other.id != inv.id:
+            invites.end(session, other, "void", now, "enrollment", reason="enrolled")
+    audit.record(session, "enrollment", "proxy.enrolled", "proxy", proxy.id,
+                 proxy.patient_id, invite_id=inv.id, terms_version=terms_version)
+    log.info("proxy enrollment completed", extra={"invite_id": inv.id, "proxy_id": proxy.id})

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from gateway import audit, outbox, patients
 from gateway.clock import utcnow
 from gateway.language import patient_language
-from gateway.models import Invite, Patient, address_index
+from gateway.models import Invite, Patient, Proxy, address_index
 
 log = logging.getLogger("gateway.invites")
 
@@ -97,6 +97,11 @@ def _address_for(session: Session, patient: Patient, email: str | None,
     if other is not None:
         raise InviteRefused(f"address {address} already belongs to patient {other}; "
                             "each patient needs an address of their own")
+    proxy = session.scalar(select(Proxy.id).where(
+        Proxy.email_index == address_index(address)).limit(1))
+    if proxy is not None:
+        raise InviteRefused(f"address {address} is the address of proxy {proxy}; a patient "
+                            "needs an address of their own")
     return address
 
 
@@ -145,7 +150,8 @@ def invite(services, account: str, email: str | None = None, actor: str = "cli",
 
 def pending_accounts(session: Session, cfg) -> list[str]:
     """Roster patients in an allowed state with an address and no live invite."""
-    live = exists().where(Invite.patient_id == Patient.id, Invite.state == "live")
+    live = exists().where(Invite.patient_id == Patient.id, Invite.state == "live",
+                          Invite.proxy_id.is_(None))
     states = [s.upper() for s in cfg.policy.allowed_states]
     q = (select(Patient.account_number)
          .where(Patient.status.in_(("roster", "invited")), Patient.email.is_not(None),
@@ -183,14 +189,19 @@ def invite_pending(services, progress=None, actor: str = "cli",
 
 def _queue_mail(session, services, template: str, invite: Invite, patient: Patient,
                 token: str) -> None:
+    """The invite (or reminder) mail; a proxy's invite uses the proxy_ templates and
+    addresses the proxy by name (in the patient's roster language)."""
     from gateway.steps.acknowledge import practice_context
     s, cfg = services, services.cfg
     lang = patient_language(patient)
+    name = patient.display_name
+    if invite.proxy_id is not None:
+        template, name = f"proxy_{template}", session.get(Proxy, invite.proxy_id).display_name
     msg = s.notices.build(
         template, sender=s.addresses.header_address(cfg.practice.name, s.addresses.portal),
-        to=s.addresses.header_address(patient.display_name, invite.email),
+        to=s.addresses.header_address(name, invite.email),
         domain=s.addresses.domain, headers={"Auto-Submitted": "auto-generated"},
-        patient_name=patient.display_name, lang=lang,
+        patient_name=name, lang=lang,
         enroll_link=enroll_link(cfg, token, lang), expires=invite.expires_at,
         **practice_context(cfg))
     outbox.enqueue(session, s.addresses, msg, invite.email, template, None, patient.id)
@@ -198,7 +209,14 @@ def _queue_mail(session, services, template: str, invite: Invite, patient: Patie
 
 # -- looking up and ending -------------------------------------------------------------
 def live_invites(session: Session, patient_id: int) -> list[Invite]:
+    """The patient's own live invites (not those of the patient's proxies)."""
     return list(session.scalars(select(Invite).where(Invite.patient_id == patient_id,
+                                                     Invite.proxy_id.is_(None),
+                                                     Invite.state == "live")))
+
+
+def live_proxy_invites(session: Session, proxy_id: int) -> list[Invite]:
+    return list(session.scalars(select(Invite).where(Invite.proxy_id == proxy_id,
                                                      Invite.state == "live")))
 
 
@@ -230,10 +248,21 @@ def end(session: Session, invite: Invite, state: str, now: dt.datetime, actor: s
                  **detail)
     if state == "used":
         return
+    if invite.proxy_id is not None:
+        _proxy_back_to_roster(session, invite, actor, detail)
+        return
     patient = session.get(Patient, invite.patient_id)
     others = [i for i in live_invites(session, patient.id) if i.id != invite.id]
     if patient.status == "invited" and not others and detail.get("reason") != "resent":
         patients.set_status(session, patient, "roster", actor)
+
+
+def _proxy_back_to_roster(session, invite: Invite, actor: str, detail: dict) -> None:
+    from gateway import proxies
+    proxy = session.get(Proxy, invite.proxy_id)
+    others = [i for i in live_proxy_invites(session, proxy.id) if i.id != invite.id]
+    if proxy.status == "invited" and not others and detail.get("reason") != "resent":
+        proxies.set_status(session, proxy, "roster", actor)
 
 
 # -- the sweep -----------------------------------------------------------------------
@@ -266,8 +295,9 @@ def sweep(services, now: dt.datetime, batch: int = 500) -> int:
 def _remind(session, services, inv: Invite, now: dt.datetime) -> int:
     patient = session.get(Patient, inv.patient_id)
     inv.remind_at = None
-    if patient.status != "invited":  # activated or suspended meanwhile
-        end(session, inv, "void", now, "sweeper", reason=f"patient {patient.status}")
+    party = patient if inv.proxy_id is None else session.get(Proxy, inv.proxy_id)
+    if party.status != "invited":  # activated, suspended or revoked meanwhile
+        end(session, inv, "void", now, "sweeper", reason=f"status {party.status}")
         return 0
     token = new_token()
     inv.reminder_token_hash, inv.reminded_at = hash_token(token), now

@@ -154,18 +154,20 @@ def _with_csrf(request: web.Request, response: web.Response, value: str) -> web.
     return response
 
 
-def _form_page(request, token: str, status: int = 200, errors=None, account: str = "",
-               lang: str = "en"):
+async def _form_page(request, token: str, status: int = 200, errors=None, account: str = "",
+                     lang: str = "en"):
     csrf = _csrf_value(request, token)
+    proxy = await asyncio.to_thread(enrollment.link_is_proxy, request.app[SERVICES], token)
     response = _render(request, "enroll", status, lang, token=token, csrf=csrf,
                        errors=wording.errors(lang, errors or {}), account=account,
-                       closed=None, **_switch(lang, token))
+                       closed=None, proxy=proxy, **_switch(lang, token))
     return _with_csrf(request, response, csrf)
 
 
 def _closed_page(request, state: str, lang: str = "en", token: str = "") -> web.Response:
     return _render(request, "enroll", STATUS_CLOSED.get(state, 410), lang, token="",
                    csrf="", errors={}, account="", closed=wording.closed(lang, state),
+                   proxy=False,
                    **_switch(lang, token))
 
 
@@ -176,7 +178,7 @@ async def get_enroll(request: web.Request) -> web.Response:
     state = await asyncio.to_thread(enrollment.link_state, request.app[SERVICES], token, now)
     if state != "live":
         return _closed_page(request, state, lang, token[:200])
-    return _form_page(request, token, lang=lang)
+    return await _form_page(request, token, lang=lang)
 
 
 def _read_form(data) -> tuple[str, enrollment.Form]:
@@ -204,7 +206,7 @@ async def post_enroll(request: web.Request) -> web.Response:
                                                                       field.encode())
             and csrf_ok(cookie, token)):
         log.info("enrollment form refused: csrf check failed")
-        return _form_page(request, token, 403, account=form.account, lang=lang, errors={
+        return await _form_page(request, token, 403, account=form.account, lang=lang, errors={
             "form": "This form could not be checked (it was open in another window, or "
                     "cookies are blocked). Please fill it in again and send it."})
     services, env = request.app[SERVICES], request.app[PAGES]
@@ -214,7 +216,7 @@ async def post_enroll(request: web.Request) -> web.Response:
     if outcome.closed:
         return _closed_page(request, outcome.closed, lang)
     if outcome.errors:
-        return _form_page(request, token, 400, errors=outcome.errors, account=form.account,
+        return await _form_page(request, token, 400, errors=outcome.errors, account=form.account,
                           lang=lang)
     services.committed()
     response = _render(request, "enrolled", lang=lang, email=outcome.email)

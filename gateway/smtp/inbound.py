@@ -312,9 +312,10 @@ def smtp_factory(services, handler, tls, cls=None, **kwargs):
                                tls_context=tls, **kwargs)
 
 
-async def start_inbound(services, host: str, port: int) -> asyncio.AbstractServer:
+async def start_inbound(services, host: str, port: int,
+                        reuse_port: bool = False) -> asyncio.AbstractServer:
     tls = server_tls(services.cfg)
     factory = smtp_factory(services, InboundHandler(services), tls,
                            require_starttls=bool(tls) and services.cfg.smtp.require_starttls)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, host=host, port=port)
+    return await loop.create_server(factory, host=host, port=port, reuse_port=reuse_port)

@@ -143,7 +143,8 @@ class SubmissionHandler:
         return TEMPFAIL
 
 
-async def start_submission(services, host: str, port: int) -> asyncio.AbstractServer:
+async def start_submission(services, host: str, port: int,
+                           reuse_port: bool = False) -> asyncio.AbstractServer:
     cfg = services.cfg
     handler = SubmissionHandler(services)
     tls = server_tls(cfg)
@@ -153,4 +154,4 @@ async def start_submission(services, host: str, port: int) -> asyncio.AbstractSe
                            auth_required=True, auth_require_tls=not is_loopback(host),
                            authenticator=deferring_authenticator, cls=session_class)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(factory, host=host, port=port)
+    return await loop.create_server(factory, host=host, port=port, reuse_port=reuse_port)

@@ -72,16 +72,26 @@ def acknowledge_patient(ctx) -> None:
     s, cfg, thread, patient = ctx.services, ctx.services.cfg, ctx.thread, ctx.patient
     urgent = ctx.classification.urgent
     name = "emergency" if urgent else "ack"
+    if not urgent and ctx.scope is not None and not ctx.scope.within:
+        name = "ack_proxy_outside"  # the office will call; nothing about why
+    writer, address = correspondent(ctx)
     choice = ctx.language
     lang = choice.language if choice else ENGLISH
     languages = notice_languages(choice) if urgent and choice else [lang]
     reply_addr = s.addresses.make("reply", thread_token(ctx.session, thread, "reply"))
     msg = s.notices.build(
         name, sender=s.addresses.header_address(cfg.practice.name, s.addresses.portal),
-        to=s.addresses.header_address(patient.display_name, patient.email),
+        to=s.addresses.header_address(writer, address),
         domain=s.addresses.domain, headers=_headers(ctx, reply_addr), lang=languages,
-        patient_name=patient.display_name, due=thread.due_at,
+        patient_name=writer, due=thread.due_at,
         subject=clean_subject(subject_of(ctx.msg)), message_ref=message_ref(ctx.message),
         **removed_for_patient(ctx), **practice_context(cfg))
-    outbox.enqueue(ctx.session, s.addresses, msg, patient.email, name, thread.id,
-                   patient.id)
+    outbox.enqueue(ctx.session, s.addresses, msg, address, name, thread.id, patient.id)
+
+
+def correspondent(ctx) -> tuple[str, str]:
+    """(name, address) of whoever wrote: the proxy writing for the patient, or the
+    patient."""
+    if ctx.proxy is not None:
+        return ctx.proxy.display_name, ctx.proxy.email
+    return ctx.patient.display_name, ctx.patient.email

@@ -15,6 +15,7 @@ from gateway.clock import utcnow
 from gateway.decisions import REFUSED_SENDER, REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
 from gateway.models import Thread, Token
 from gateway.steps.authenticate import authenticated, spoof_alert
+from gateway.steps.proxy import active_proxies, admit_proxy
 from gateway.steps.refusal_notice import refusal_reason, reason_notice
 
 _REGISTRY = HeaderRegistry()
@@ -85,10 +86,14 @@ def admit_patient(ctx) -> None:
         if ctx.token_thread is None:
             raise Reject(UNKNOWN_RECIPIENT, "unknown-token")
     if not authenticated(ctx):
-        followups = (spoof_alert(ctx, patient),) if patient is not None else ()
+        claimed = patient or _proxy_patient(ctx)
+        followups = (spoof_alert(ctx, claimed),) if claimed is not None else ()
         raise Reject(REFUSED_SENDER, f"sender-auth-{ctx.auth.result}", followups=followups)
     if ctx.auth.result != "pass" and not envelope_matches(ctx):
         raise Reject(REFUSED_SENDER, "envelope-from-mismatch")
+    if patient is None:  # no patient has this address: perhaps a proxy (steps.proxy)
+        admit_proxy(ctx)
+        return
     if not patients.is_admissible(patient, cfg.policy.allowed_states):
         reason = refusal_reason(patient, cfg.policy.allowed_states)
         followups = ()
@@ -96,6 +101,15 @@ def admit_patient(ctx) -> None:
             followups = (reason_notice(ctx.services, patient.id, ctx.sender, reason),)
         raise Reject(REFUSED_SENDER, f"not-admitted-{reason or 'unknown'}",
                      followups=followups)
-    if ctx.token_thread is not None and ctx.token_thread.patient_id != patient.id:
-        raise Reject(REFUSED_SENDER, "token-patient-mismatch")
+    if ctx.token_thread is not None and (ctx.token_thread.patient_id != patient.id
+                                         or ctx.token_thread.proxy_id is not None):
+        raise Reject(REFUSED_SENDER, "token-patient-mismatch")  # not this party's token
     ctx.patient = patient
+
+
+def _proxy_patient(ctx):
+    """The patient of an active proxy with the sender's address (a forged proxy address
+    is reported like a forged patient address), or None."""
+    from gateway.models import Patient
+    rows = active_proxies(ctx.session, ctx.sender, ctx.services.cfg.policy.allowed_states)
+    return ctx.session.get(Patient, rows[0].patient_id) if rows else None

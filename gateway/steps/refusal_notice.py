@@ -39,20 +39,28 @@ def refusal_reason(patient, allowed_states) -> str | None:
     return None
 
 
+def once_today(session, address: str, reason: str) -> bool:
+    """Claims today's (address, reason) mark; False when it was claimed already (by this
+    or another instance)."""
+    mark = NoticeSent(address=address.lower(), reason=reason,
+                      day=utcnow().strftime("%Y-%m-%d"))
+    if session.scalar(select(NoticeSent.id).where(
+            NoticeSent.address == mark.address, NoticeSent.reason == reason,
+            NoticeSent.day == mark.day)):
+        return False
+    try:
+        with session.begin_nested():
+            session.add(mark)
+    except IntegrityError:
+        return False
+    return True
+
+
 def reason_notice(services, patient_id: int, address: str, reason: str):
     """A follow-up f(session) that queues the notice unless one went out today."""
     def queue(session) -> None:
-        mark = NoticeSent(address=address.lower(), reason=reason,
-                          day=utcnow().strftime("%Y-%m-%d"))
-        if session.scalar(select(NoticeSent.id).where(
-                NoticeSent.address == mark.address, NoticeSent.reason == reason,
-                NoticeSent.day == mark.day)):
+        if not once_today(session, address, reason):
             return
-        try:
-            with session.begin_nested():
-                session.add(mark)
-        except IntegrityError:
-            return  # another instance sent today's notice
         patient = session.get(Patient, patient_id)
         s = services
         msg = s.notices.build(

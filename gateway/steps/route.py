@@ -28,6 +28,25 @@ def header_to(services, recipient: str) -> str:
                                              services.addresses.portal)
 
 
+def proxy_headers(ctx) -> dict:
+    """``X-Portal-Proxy: id=N; relation=R; scope=within|outside`` on a proxy's message."""
+    if ctx.proxy is None:
+        return {}
+    return {"X-Portal-Proxy": f"id={ctx.proxy.id}; relation={ctx.proxy.relation}; "
+                              f"scope={ctx.scope.word}"}
+
+
+def proxy_context(ctx) -> dict:
+    """The staff copy's proxy line and out-of-scope banner (empty for a patient)."""
+    if ctx.proxy is None:
+        return {"proxy_line": "", "outside_scope": False, "scope_reasons": ""}
+    proxy = ctx.proxy
+    return {"proxy_line": f"Sent by {proxy.display_name} ({proxy.relation}), proxy for "
+                          f"{ctx.patient.display_name}",
+            "outside_scope": not ctx.scope.within,
+            "scope_reasons": ", ".join(ctx.scope.reasons)}
+
+
 def staff_recipients(cfg, category: str, urgent: bool) -> list[str]:
     teams = cfg.team_for(category)
     if urgent:
@@ -60,6 +79,7 @@ def route_to_staff(ctx) -> None:
     patient_urgent = bool(getattr(cls, "patient_urgent", False)) and not cls.urgent
     if patient_urgent:
         headers["X-Portal-Patient-Urgent"] = "yes"
+    headers.update(proxy_headers(ctx))
     patient = ctx.patient
     for rcpt in staff_recipients(cfg, cls.category, cls.urgent):
         msg = s.notices.build(
@@ -74,6 +94,6 @@ def route_to_staff(ctx) -> None:
             removed_files=[shown_name(n) for n in removed_names(ctx.stripped)],
             patient_name=patient.display_name, account_number=patient.account_number,
             rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",
-            due=human(thread.due_at, tz))
+            due=human(thread.due_at, tz), **proxy_context(ctx))
         outbox.enqueue(ctx.session, s.addresses, msg, rcpt, "staff_copy", thread.id,
                        patient.id)

@@ -17,6 +17,7 @@ def store_message(ctx) -> None:
     cls = ctx.classification
     values = dict(
         thread_id=ctx.thread.id, patient_id=ctx.patient.id, direction="patient",
+        proxy_id=ctx.proxy.id if ctx.proxy is not None else None,
         source=ctx.inbound.source,
         message_id=(header_text(ctx.msg, "Message-ID") or "")[:998] or None,
         subject=subject_of(ctx.msg), body=ctx.new_text, history=ctx.history,

@@ -17,8 +17,12 @@ from gateway.clock import utcnow
 from gateway.models import Thread, Token
 
 
-def open_thread(session, patient_id: int, kind: str | None, state: str) -> Thread:
-    thread = Thread(public_id=new_token(), patient_id=patient_id, kind=kind, state=state)
+def open_thread(session, patient_id: int, kind: str | None, state: str,
+                proxy_id: int | None = None) -> Thread:
+    """A new thread with its reply and staff tokens; with `proxy_id` the conversation is
+    with that proxy (staff answers go to it, within its scope)."""
+    thread = Thread(public_id=new_token(), patient_id=patient_id, kind=kind, state=state,
+                    proxy_id=proxy_id)
     session.add(thread)
     session.flush()
     tokens = {purpose: new_token() for purpose in ("reply", "staff")}
@@ -46,7 +50,11 @@ def thread_token(session, thread: Thread, purpose: str) -> str:
 
 def attach_thread(ctx) -> None:
     cls = ctx.classification
-    thread = ctx.token_thread or open_thread(ctx.session, ctx.patient.id, None, "open")
+    thread = ctx.token_thread or open_thread(
+        ctx.session, ctx.patient.id, None, "open",
+        ctx.proxy.id if ctx.proxy is not None else None)
+    if ctx.scope is not None and not ctx.scope.within:
+        thread.outside_scope = True  # sticky: answers on it are held from the proxy
     now = utcnow()
     policy = ctx.services.cfg.policy
     if thread.due_at is None or thread.state != "open":

@@ -1,13 +1,13 @@
 """outbox.claimed_by: who holds a row's lease (host, process, start), for prompt redelivery
 
 Revision ID: outbox_claim_owner
-Revises: patient_language
+Revises: proxies
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = 'outbox_claim_owner'
-down_revision = 'patient_language'
+down_revision = 'proxies'
 branch_labels = None
 depends_on = None
 

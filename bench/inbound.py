@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import socket
@@ -207,6 +208,7 @@ def throughput(args, gateways: dict) -> None:
         for d, proc, port in started.values():
             proc.terminate()
             proc.wait(60)
+            shutil.rmtree(d, ignore_errors=True)
         sink.terminate()
         sink.wait(30)
 
@@ -273,6 +275,7 @@ async def redelivery(cli: list[str], messages: int = 10, timeout: float = 120) -
         proc.terminate()
         await asyncio.to_thread(proc.wait, 60)
         server.close()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 BIG = 20_000_000

@@ -17,6 +17,7 @@ before, in the sessions' own threads.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -31,22 +32,26 @@ class GroupCommit:
     def __init__(self, transaction: Callable, committed: Callable[[], None]):
         self._transaction = transaction  # () -> context manager yielding a session
         self._committed = committed  # called after every successful commit
+        self.batches = 0  # commits made, for tests and the benchmark
+        self.jobs = 0
+        self._fresh()
+
+    def _fresh(self) -> None:
         self._jobs: deque[tuple[Callable, Future, bool]] = deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._closed = False
-        self.batches = 0  # commits made, for tests and the benchmark
-        self.jobs = 0
+        self._closing = False
+        self._pid = os.getpid()
 
     def run(self, job: Callable, notify: bool = True):
         """Run JOB(session) in the next group commit; its result once durable (blocks).
         NOTIFY: call `committed` after the commit (the job may have queued mail)."""
         if threading.current_thread() is self._thread:
             raise RuntimeError("a group-commit job must use the session it is given")
+        if self._pid != os.getpid():  # a forked child: the parent's thread is not here
+            self._fresh()
         future: Future = Future()
         with self._ready:
-            if self._closed:
-                raise RuntimeError("group commit closed")
             self._jobs.append((job, future, notify))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="group-commit",
@@ -56,19 +61,24 @@ class GroupCommit:
         return future.result()
 
     def close(self, timeout: float = 10.0) -> None:
+        """Finish what is queued and stop the thread (like disposing of an engine, this is
+        no end: a later job starts a new thread, e.g. in a worker forked after close)."""
         with self._ready:
-            self._closed = True
+            self._closing = True
             self._ready.notify()
             thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        with self._ready:
+            self._closing = False
 
     def _loop(self) -> None:
         while True:
             with self._ready:
-                while not self._jobs and not self._closed:
+                while not self._jobs and not self._closing:
                     self._ready.wait()
                 if not self._jobs:
+                    self._thread = None  # under the lock: the next job starts a new one
                     return
                 batch = [self._jobs.popleft()
                          for _ in range(min(MAX_BATCH, len(self._jobs)))]

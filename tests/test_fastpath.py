@@ -255,3 +255,24 @@ async def test_rcpt_to_a_reply_token_does_not_wait_for_a_writer(gateway):
         b"EHLO client.example\r\n", b"MAIL FROM:<ana@example.com>\r\n",
         b"RCPT TO:<reply+notatoken@portal.example.org>\r\n", b"QUIT\r\n"])
     assert replies[3].startswith(b"550 5.1.1"), replies
+
+
+def test_group_commit_works_again_after_close_and_in_a_forked_child(services):
+    """`serve` with workers closes its services and forks: each worker still commits."""
+    import os
+    assert services.write(_audit("before")) == "before"
+    services.close()
+    assert services.write(_audit("after-close")) == "after-close"
+    services.close()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            code = 0 if services.write(_audit("child")) == "child" else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with services.factory() as session:
+        actions = set(session.scalars(select(Audit.action)).all())
+    assert {"before", "after-close", "child"} <= actions

@@ -103,6 +103,8 @@ def test_near_misses_do_not_fire(clf, text):
     "Necesito cambiar mi telefono. Anoche mi esposo sacó la pistola y me dijo que si me iba "
     "me mataba a mí y a los niños.",
     "Please update my address. Last night he pulled a gun on me in front of the kids.",
+    # a partner writing for the patient tells her signs now, not a history
+    "My wife had a seizure about 20 min ago, she is 37 weeks pregnant. She is confused now.",
     "Started the new antibiotic 40 min ago, now my lips feel puffy and my throat is tight.",
     "I keep having scary thoughts of hurting the baby and I haven't slept in days.",
     "24 weeks, watery discharge that keeps leaking and pressure down there with cramps.",

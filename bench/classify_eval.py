@@ -8,15 +8,19 @@ For each decision mode (rules only, learned model only, combined = what the gate
 runs) it prints accuracy, emergency recall and the emergency false-positive rate, each
 with a 95 % Wilson interval; then, for --mode (default combined), per-category
 precision/recall, the confusion matrix and the misclassified messages; then the time
-to classify a ~2 KB message, rules only vs combined, measured in the same run.
+to classify a ~2 KB message, rules only vs combined, each also the way it was before
+issue 11's speed-up (bench/classify_reference.py), measured in the same run.
 
     .venv/bin/python bench/classify_eval.py                       # held-out split
     .venv/bin/python bench/classify_eval.py --corpus /path/to/blind-set --quiet
+    .venv/bin/python bench/classify_eval.py --timing-only           # only the timing
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+import os
 import pathlib
 import statistics
 import sys
@@ -28,6 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from gateway.classification import CATEGORIES, Classifier  # noqa: E402
 from gateway.classification.learned import DEFAULT_PATH, LearnedModel  # noqa: E402
 from gateway.classification.rules import load_rules  # noqa: E402
+import classify_reference  # noqa: E402
 import triage_corpus  # noqa: E402
 from triage_corpus import Sample, training_corpus  # noqa: E402
 
@@ -136,37 +141,59 @@ def two_kb_message(samples: list[Sample]) -> str:
     return "\n".join(parts)[:2048]
 
 
-def time_classify(clf: Classifier, text: str, runs: int = 500) -> tuple[float, float]:
+def time_classify(classify, text: str, runs: int = 500) -> tuple[float, float]:
     """(median, p95) CPU milliseconds of one classify: CPU time of this thread, so a busy
     machine that preempts the benchmark does not count as classify time."""
     for _ in range(20):
-        clf.classify(text, subject="Question", context_kind="lab_result")
+        classify(text, subject="Question", context_kind="lab_result")
     times = []
     for _ in range(runs):
         t0 = time.thread_time()
-        clf.classify(text, subject="Question", context_kind="lab_result")
+        classify(text, subject="Question", context_kind="lab_result")
         times.append(time.thread_time() - t0)
     times.sort()
     return statistics.median(times) * 1000, times[int(len(times) * 0.95)] * 1000
 
 
+def timed_paths(clfs: dict) -> dict:
+    """What is timed: rules only and combined, each now and as before issue 11's speed-up
+    (bench/classify_reference.py: the same decisions, reached the old way)."""
+    return {"rules": clfs["rules"].classify, "combined": clfs["combined"].classify,
+            "rules-before": functools.partial(classify_reference.classify_before,
+                                              clfs["rules"]),
+            "combined-before": functools.partial(classify_reference.classify_before,
+                                                 clfs["combined"])}
+
+
 def print_timing(clfs: dict, text: str) -> None:
-    """Rules only and combined, interleaved (three rounds), so both see the same load."""
+    """Every path, interleaved (three rounds), so all see the same load."""
+    paths = timed_paths(clfs)
     print(f"\nclassify a {len(text)}-char message (CPU ms; min/median/max of 3 interleaved "
           "runs of 500):")
-    runs: dict[str, list] = {"rules": [], "combined": []}
+    runs: dict[str, list] = {mode: [] for mode in paths}
     for _ in range(3):
-        for mode in runs:
-            runs[mode].append(time_classify(clfs[mode], text))
+        for mode, classify in paths.items():
+            runs[mode].append(time_classify(classify, text))
     for mode, got in runs.items():
         med = sorted(r[0] for r in got)
         p95 = sorted(r[1] for r in got)
-        print(f"  {mode:9} median {med[0]:.3f}/{med[1]:.3f}/{med[2]:.3f}  "
+        print(f"  {mode:15} median {med[0]:.3f}/{med[1]:.3f}/{med[2]:.3f}  "
               f"p95 {p95[0]:.3f}/{p95[1]:.3f}/{p95[2]:.3f}")
-    ratios = sorted(c[0] / r[0] for r, c in zip(runs["rules"], runs["combined"]))
-    print(f"  combined / rules median ratio: {ratios[0]:.2f}/{ratios[1]:.2f}/{ratios[2]:.2f}")
+    for top, bottom in (("combined", "rules"), ("combined-before", "combined"),
+                        ("rules-before", "rules")):
+        ratios = sorted(a[0] / b[0] for a, b in zip(runs[top], runs[bottom]))
+        print(f"  {top} / {bottom} median ratio: "
+              f"{ratios[0]:.2f}/{ratios[1]:.2f}/{ratios[2]:.2f}")
     size = DEFAULT_PATH.stat().st_size
     print(f"  model file {size / 1024:.0f} KiB, {len(clfs['model'].model.weights)} features")
+    print(f"  load: {_load()}")
+
+
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,12 +205,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="the mode whose details are printed (default: combined)")
     ap.add_argument("--quiet", action="store_true", help="do not list misclassified messages")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only time classify of the ~2 KB message (no evaluation)")
     args = ap.parse_args(argv)
     clfs = classifiers(args.rules)
     if args.corpus is None:
         samples, name = training_corpus()[1], "held-out split of tests/data"
     else:
         samples, name = load_corpus(args.corpus), str(args.corpus)
+    if args.timing_only:
+        print_timing(clfs, two_kb_message(samples))
+        return 0
     print(f"{name}: {len(samples)} messages, "
           f"{sum(s.expected == 'emergency' for s in samples)} emergencies\n")
     results = {mode: evaluate(clfs[mode], samples) for mode in MODES}

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from . import confidential
 from .combine import combine
-from .features import context_features, feature_set
+from .features import context_features, normalized_feature_set
 from .learned import DEFAULT_PATH, LearnedModel
-from .matcher import context_hit, decide, score_rules, strip_subject_prefixes
+from .matcher import context_hit, decide, score_indexed, strip_subject_prefixes
 from .model import Classification, Rule, Settings
 from .rules import load_rules
-from .text import normalize
+from .text import TextIndex, normalize
 
 
 class Classifier:
@@ -24,6 +24,7 @@ class Classifier:
         self.settings = settings or Settings()
         self.model = model
         self.markers = tuple(markers)  # confidential markers (rules/confidential.toml)
+        self._max_chars = 0 if model is None else int(model.config.get("max_chars", 6000))
 
     @classmethod
     def load(cls, rules_dir: pathlib.Path, model_path: pathlib.Path | None = None,
@@ -47,17 +48,27 @@ class Classifier:
         """The costly part, without the thread's context: the rule hits of a text and the
         learned model's features of it (the content steps run this before the
         transaction opens)."""
-        subject = strip_subject_prefixes(subject or "")
-        hits = score_rules(self.rules, self.settings, normalize(text or ""),
-                           normalize(subject))
+        text, subject = text or "", strip_subject_prefixes(subject or "")
+        # One normalised text and one index of it serve the rules and the markers; an
+        # empty subject gets none.
+        norm, norm_subject = normalize(text), normalize(subject)
+        index = TextIndex(norm)
+        subject_index = TextIndex(norm_subject) if norm_subject else None
+        hits = score_indexed(self.rules, self.settings, index, subject_index)
         feats = None if self.model is None else frozenset(
-            feature_set(text or "", subject, None, self.model.config))
+            self._features(text, norm, norm_subject))
         # The model reads only the first max_chars of a long text: what it did not read
         # it cannot rule out, so a red flag further on raises without its second opinion.
-        seen_all = self.model is None or len(text or "") <= int(
-            self.model.config.get("max_chars", 6000))
+        seen_all = self.model is None or len(text) <= self._max_chars
+        indexes = (index,) if subject_index is None else (index, subject_index)
         return Scored(tuple(hits), feats, seen_all,
-                      confidential=confidential.find(self.markers, text, subject))
+                      confidential=confidential.find_indexed(self.markers, *indexes))
+
+    def _features(self, text: str, norm: str, norm_subject: str) -> set[str]:
+        config = self.model.config
+        if len(text) > self._max_chars:  # the model reads the first max_chars only
+            norm = normalize(text[:self._max_chars])
+        return normalized_feature_set(norm, norm_subject, None, config)
 
     def confidential(self, text: str, subject: str = "") -> tuple[str, ...]:
         """The confidential topics the markers find in a text (e.g. a staff answer)."""
@@ -71,11 +82,11 @@ class Classifier:
             hits.append(ctx)
         if self.model is None:
             return decide(hits, self.settings)
-        feats = set(scored.features or ())
-        feats.update(context_features(context_kind))
         settings = self.settings if scored.model_saw_all else dataclasses.replace(
             self.settings, red_flag_model_floor=0.0)
-        return combine(hits, settings, self.model.vote_features(feats), self.model)
+        vote = self.model.vote_features(scored.features or frozenset(),
+                                        extra=context_features(context_kind))
+        return combine(hits, settings, vote, self.model)
 
 
 @dataclass(frozen=True)

@@ -91,8 +91,14 @@ def _found(marker: Marker, index: TextIndex) -> bool:
 
 def find(markers: tuple[Marker, ...], *texts: str) -> tuple[str, ...]:
     """The topics (in TOPICS order) that any marker finds in any of TEXTS."""
+    return find_indexed(markers, *(TextIndex(normalize(text or "")) for text in texts))
+
+
+def find_indexed(markers: tuple[Marker, ...], *indexes: TextIndex) -> tuple[str, ...]:
+    """`find` over texts already normalised and indexed (the classifier shares its own)."""
     found = set()
-    for text in texts:
-        index = TextIndex(normalize(text or ""))
+    for index in indexes:
+        if not index.words and not any(m.terms.always for m in markers):
+            continue  # no word (e.g. no subject): only a free pattern could match
         found.update(m.topic for m in markers if m.topic not in found and _found(m, index))
     return tuple(t for t in TOPICS if t in found)

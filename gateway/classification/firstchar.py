@@ -30,6 +30,25 @@ def first_chars(pattern: re.Pattern) -> re.Pattern | None:
     return re.compile("[" + "".join(sorted(set(parts))) + "]")
 
 
+def engine_skips(pattern: re.Pattern) -> bool:
+    """True when the `re` engine itself skips quickly to where a match can start (as its
+    compiler does): the pattern, inside any leading groups, begins with a literal, a class
+    or alternatives that each begin with a literal.  Otherwise (a look-behind, ``\\b``,
+    a repeat first) it tries the whole pattern at every position of the text."""
+    try:
+        items = P.parse(pattern.pattern, pattern.flags).data
+    except Exception:
+        return True
+    while items and items[0][0] is C.SUBPATTERN:
+        items = items[0][1][-1].data
+    if not items:
+        return False
+    op, arg = items[0]
+    if op is C.BRANCH:
+        return all(branch.data and branch.data[0][0] is C.LITERAL for branch in arg[1])
+    return op in (C.LITERAL, C.IN)
+
+
 def _first(items) -> list[str] | None:
     """The class items of the first consuming element of a sequence, after leading
     zero-width assertions; None when the sequence may begin otherwise (or be empty)."""

@@ -20,10 +20,11 @@ import functools
 import re
 from typing import Iterator
 
-from .firstchar import first_chars
+from .firstchar import engine_skips, first_chars
 
 _WORDS = re.compile(r"\w+")
 _first_chars = functools.lru_cache(maxsize=4096)(first_chars)
+_engine_skips = functools.lru_cache(maxsize=4096)(engine_skips)
 
 
 class TextIndex:
@@ -122,17 +123,34 @@ def _searched(term, index: TextIndex) -> Iterator[re.Match]:
     return iter(found)
 
 
+# A search from a place where the pattern fails goes on to try every later position,
+# which is slow for a pattern that begins with look-behinds (the engine cannot skip ahead
+# to its first characters).  For such a pattern the first _TRIES places where a match can
+# begin are tried alone (``regex.match``): a search finds the same match, the one at the
+# first place from which the pattern matches.  Past that many places (the text is full of
+# its first characters) each search goes on from the last place, as before.
+_TRIES = 24
+
+
 def _search(regex: re.Pattern, bounded: bool, text: str) -> Iterator[re.Match]:
     skip, pos = _first_chars(regex), 0
+    tries = 0 if skip is None or _engine_skips(regex) else _TRIES
     while True:
         if skip is not None:  # no match can begin before the next of its first characters
             ahead = skip.search(text, pos)
             if ahead is None:
                 return
             pos = ahead.start()
-        m = regex.search(text, pos)
-        if m is None:
-            return
+        if tries:
+            tries -= 1
+            m = regex.match(text, pos)
+            if m is None:
+                pos += 1
+                continue
+        else:
+            m = regex.search(text, pos)
+            if m is None:
+                return
         start = m.start()
         if bounded and start > 0 and _is_word_char(text[start - 1]) \
                 and start < len(text) and _is_word_char(text[start]):

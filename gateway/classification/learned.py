@@ -70,23 +70,32 @@ class LearnedModel:
              top: int = 5) -> Vote:
         return self.vote_features(feature_set(text, subject, context, self.config), top)
 
-    def vote_features(self, feats: set[str], top: int = 5) -> Vote:
-        """The vote over a message's features (`feature_set`)."""
+    def vote_features(self, feats: set[str] | frozenset[str], top: int = 5,
+                      extra: set[str] | frozenset[str] = frozenset()) -> Vote:
+        """The vote over a message's features (`feature_set`) and the *extra* ones (the
+        context's), taken as one set without copying *feats*."""
+        extra = extra - feats if extra else extra
         packed = self._packed
         hits = list(filter(None, map(packed.get, feats)))  # a packed row is never 0
-        value = 1.0 / math.sqrt(len(feats)) if feats else 0.0
+        if extra:
+            hits += filter(None, map(packed.get, extra))
+        count = len(feats) + len(extra)
+        value = 1.0 / math.sqrt(count) if count else 0.0
         sums = _unpack(sum(hits), len(hits), len(self.classes))
         scores = [b + value * w for b, w in zip(self.intercept, sums)]
         probs = _softmax(scores)
         best = max(range(len(probs)), key=probs.__getitem__)
         return Vote(self.classes[best], probs[best], probs[self._emergency],
-                    dict(zip(self.classes, probs)), self._top_words(feats, best, top))
+                    dict(zip(self.classes, probs)), self._top_words(feats, extra, best, top))
 
-    def _top_words(self, feats, best: int, top: int) -> tuple[str, ...]:
+    def _top_words(self, feats, extra, best: int, top: int) -> tuple[str, ...]:
         """Whole-word features of the message that favour class *best* the most."""
         margins = self._explains[best]
+        named = feats & margins.keys()
+        if extra:
+            named |= extra & margins.keys()
         out: list[str] = []
-        for name in sorted(feats & margins.keys(), key=margins.get, reverse=True):
+        for name in sorted(named, key=margins.get, reverse=True):
             word = label(name)
             if word not in out:
                 out.append(word)

@@ -81,12 +81,18 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
     of its weight (``emergency_subject_factor`` for emergency rules); when no
     rule matches the text at all, subject hits count in full.
     """
-    text_index = TextIndex(text)
+    return score_indexed(rules, settings, TextIndex(text),
+                         TextIndex(subject) if subject else None)
+
+
+def score_indexed(rules: list[Rule], settings: Settings, text_index: TextIndex,
+                  subject_index: TextIndex | None) -> list[RuleHit]:
+    """`score_rules` over texts already indexed (None: no subject)."""
     hits = [RuleHit(r.id, r.category, r.weight, r.reason, r.pin, r.flag)
             for r in rules if rule_matches(r, text_index)]
-    if not subject:
+    if subject_index is None or not subject_index.text:
         return hits
-    subject_index, matched = TextIndex(subject), {h.id for h in hits}
+    matched = {h.id for h in hits}
     for rule in rules:
         if rule.id in matched or not rule.subject or not rule_matches(rule, subject_index):
             continue

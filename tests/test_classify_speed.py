@@ -1,0 +1,154 @@
+"""The faster classify path (issue 11) gives exactly what the old one gave.
+
+The old path is kept in bench/classify_reference.py: feature extraction verbatim, the
+text normalised and indexed twice (rules, then confidential markers), every free pattern
+searched with ``regex.search``.  On every labelled message of tests/data (corpus,
+holdout*, train) and on hostile texts, the model must get the same feature set, and the
+classifier the same category, rule hits, scores, vote (probabilities, top words), flags
+and confidential topics.  Speed itself is measured by bench/classify_eval.py, not here.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+
+from gateway.classification import Classifier, features, index
+from gateway.classification.matcher import strip_subject_prefixes
+from tests.conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))
+import classify_reference  # noqa: E402
+import triage_corpus  # noqa: E402
+
+CONFIGS = ({}, {"char": 3}, {"char": 5, "bigrams": False}, {"negation": False},
+           {"max_chars": 50}, {"char": 0})
+
+
+def _hostile() -> list[str]:
+    words = "no not bleeding never cant without pain but fever 39 weeks sin dolor ni".split()
+    return [
+        "", " ", "\n\n\t", "a", "ab", "abc", "a b", "a b c d e", "no", "no bleeding",
+        "nobody noted nothing none", "x no a b c d e f no no no g",
+        "not, bleeding. no: pain; never-ever no-one",
+        "\x00\x01\x02 no \x1b[31m bleeding \x7f\x85\u2028 fever",
+        "\u202eno bleeding\u202c \u200bno\u200b pain \u200dnever\ufeff",
+        "\u05dc\u05d0 \u05d3\u05d9\u05de\u05d5\u05dd no \u0644\u0627 \u0646\u0632\u064a\u0641 pain",
+        "\u044fno bleeding \u043d\u0435\u0442 \u00e9no pain \u00f1o sangrado",
+        "ﬁne ＮＯ ＢＬＥＥＤＩＮＧ Ⅻ ² ³ ½ ß ǅ İ",
+        "x" * 10_000, "no " + "y" * 7_000 + " bleeding",
+        " ".join(["a"] * 3000), " ".join(["ab", "c"] * 1500),
+        "1 2 3 4 5 6 7 8 9 10 11 12 13 1/2 3.5 120/80 39.5 $40 " * 40,
+        "3 weeks 2 days 38w4d 100.4 fever " * 60,
+        " ".join(words * 300),
+        ("I am 12 weeks pregnant, no bleeding but cramping since 2 days. " * 400)[:200_000],
+        "".join(chr(c) for c in range(0, 0x3000, 7)),
+    ]
+
+
+def _messages() -> list[tuple[str, str, str | None]]:
+    files = triage_corpus.corpus_files(triage_corpus.TRAINING_SOURCES)
+    assert {f.parent.name for f in files} >= {"corpus", "holdout", "holdout2", "holdout3",
+                                               "train"}
+    out = [(s.new_text(), s.subject, s.context)
+           for f in files for s in triage_corpus._load_file(f)]
+    assert len(out) > 3000
+    return out
+
+
+MESSAGES = _messages()
+HOSTILE = _hostile()
+
+
+@pytest.fixture(scope="module")
+def clf() -> Classifier:
+    return Classifier.load(ROOT / "rules", use_model=True)
+
+
+def test_features_are_the_old_features_on_every_message(clf):
+    config = clf.model.config
+    for text, subject, context in MESSAGES:
+        subject = strip_subject_prefixes(subject)
+        assert features.feature_set(text, subject, context, config) == \
+            classify_reference.feature_set(text, subject, context, config), text[:80]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_features_are_the_old_features_on_hostile_text(clf, text):
+    for config in (clf.model.config, *CONFIGS):
+        for subject in ("", text[:300], "Re: " + text[:50]):
+            assert features.feature_set(text, subject, "lab_result", config) == \
+                classify_reference.feature_set(text, subject, "lab_result", config)
+
+
+def test_negations_are_found_where_the_old_regex_found_them():
+    for text in HOSTILE + [t for t, _s, _c in MESSAGES[::7]]:
+        norm = features.normalize(text).translate(features._ZEROS)
+        present = features._NEGATION.intersection(features._WORD.findall(norm))
+        old = [(m.start(), m.end(), m.group(1)) for m in features._NEGATED.finditer(norm)]
+        new = [(m.start(), m.end(), m.group(1)) for m in features._negations(norm, present)]
+        assert new == old
+
+
+def _same(new, old) -> None:
+    assert (new.category, new.urgent, new.hits, new.scores, new.decided_by, new.flags) == \
+        (old.category, old.urgent, old.hits, old.scores, old.decided_by, old.flags)
+    if old.model is None:
+        assert new.model is None
+    else:
+        assert new.model.probabilities == old.model.probabilities
+        assert (new.model.category, new.model.probability, new.model.emergency) == \
+            (old.model.category, old.model.probability, old.model.emergency)
+        assert new.model.top_words == old.model.top_words
+
+
+def test_classify_is_the_old_classify_on_every_message(clf):
+    for text, subject, context in MESSAGES:
+        new_scored = clf.score(text, subject)
+        with classify_reference.old_search():
+            old_scored = classify_reference.score(clf, text, subject)
+        assert new_scored == old_scored, text[:80]
+        _same(clf.decide(new_scored, context), classify_reference.decide(clf, old_scored,
+                                                                         context))
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_classify_is_the_old_classify_on_hostile_text(clf, text):
+    rules_only = Classifier(clf.rules, clf.settings, None, clf.markers)
+    for c in (clf, rules_only):
+        for subject in ("", "Re: " + text[:200], "URGENT bleeding"):
+            for context in (None, "lab_result", "appointment_reminder"):
+                _same(c.classify(text, subject, context),
+                      classify_reference.classify_before(c, text, subject, context))
+            assert c.score(text, subject).confidential == \
+                classify_reference.find_confidential(c.markers, text,
+                                                     strip_subject_prefixes(subject))
+
+
+def test_free_patterns_find_what_a_plain_search_finds(clf):
+    """Each free pattern (no first word to anchor on) over texts dense and sparse in its
+    first characters: tried place by place, then searched, the matches are the same."""
+    terms = {(t.regex, t.bounded) for r in clf.rules
+             for ts in (r.terms, r.excepts, r.requires, r.situation) if ts is not None
+             for t in ts.terms if not (t.first and t.bounded)}
+    terms |= {(t.regex, t.bounded) for m in clf.markers
+              for ts in (m.terms, m.excepts) if ts is not None
+              for t in ts.terms if not (t.first and t.bounded)}
+    assert len(terms) > 10
+    texts = HOSTILE + [features.normalize(t) for t, _s, _c in MESSAGES[::5]]
+    for regex, bounded in terms:
+        for text in texts:
+            new = [(m.start(), m.end()) for m in index._search(regex, bounded, text)]
+            old = [(m.start(), m.end()) for m in
+                   classify_reference._search(regex, bounded, text)]
+            assert new == old, regex.pattern
+
+
+def test_engine_skips_reads_how_a_pattern_begins():
+    from gateway.classification.firstchar import engine_skips
+    assert engine_skips(re.compile(r"(postpartum|c section)\b"))
+    assert engine_skips(re.compile(r"[0-9] weeks"))
+    assert not engine_skips(re.compile(r"(?<!for )\d{1,2} weeks"))
+    assert not engine_skips(re.compile(r"([2-9]|1\d|two) pads"))
+    assert not engine_skips(re.compile(r"\d{1,2} ?weeks?"))

@@ -3,26 +3,28 @@
 `feature_set` is the old feature extraction, verbatim; `score` and `decide` are the old
 `Classifier.score` and `Classifier.decide` (the text normalised and indexed twice, once
 for the rules and once for the confidential markers, an index built for an empty
-subject, the features copied into a new set for the vote); `_search` is the old search
-of a free pattern (always ``regex.search``), which `old_search()` swaps in.  tests/test_classify_speed.py
+subject, the features copied into a new set for the vote); `old_matching()` swaps in
+the old matching: every free pattern searched with ``regex.search``, the except phrases
+matched anew for every match, the old index and candidate terms.  tests/test_classify_speed.py
 checks that the new code gives exactly the same features, votes and decisions;
 bench/classify_eval.py --timing-only times the two paths in the same run.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import math
 import re
 from typing import Iterator
 
-from gateway.classification import confidential, index as index_module
+from gateway.classification import confidential, index as index_module, matcher
 from gateway.classification.combine import combine
 from gateway.classification.features import DEFAULT_CONFIG, context_features, label
 from gateway.classification.learned import Vote, _softmax, _unpack
 from gateway.classification.matcher import (context_hit, decide as rules_decide,
                                             score_rules, strip_subject_prefixes)
-from gateway.classification.text import TextIndex, iter_matches, normalize
+from gateway.classification.text import TermSet, TextIndex, iter_matches, normalize
 
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"[0-9]")
@@ -161,17 +163,74 @@ def _search(regex: re.Pattern, bounded: bool, text: str) -> Iterator[re.Match]:
             return
 
 
+def _in_except(rule, index, start: int, end: int) -> bool:
+    """The old `matcher._in_except`: the except phrases matched anew for every match."""
+    if rule.excepts is None:
+        return False
+    return any(m.start() <= start and end <= m.end()
+               for m in matcher.iter_matches(rule.excepts, index))
+
+
+def _index_init(self, text: str) -> None:
+    """The old `TextIndex.__init__` (one regex match object per word)."""
+    self.text = text
+    at: dict[str, list[int]] = {}
+    for m in _INDEX_WORDS.finditer(text):
+        at.setdefault(m.group(), []).append(m.start())
+    self._at = at
+    self.words = frozenset(at)
+    self._sorted = None
+    self._stems = {}
+    self._stem_at = {}
+    self.heads = frozenset(w[:3] for w in self.words)
+    self.memo = {}
+
+
+_INDEX_WORDS = re.compile(r"\w+")
+
+
+def _has_stem(self, stem: str) -> bool:
+    """The old `TextIndex.has_stem`."""
+    if len(stem) >= 3 and stem[:3] not in self.heads:
+        return False
+    found = self._stems.get(stem)
+    if found is None:
+        words = self._sorted_words()
+        i = bisect.bisect_left(words, stem)
+        found = i < len(words) and words[i].startswith(stem)
+        self._stems[stem] = found
+    return found
+
+
+def _candidates(self, index) -> Iterator:
+    """The old `TermSet.candidates`."""
+    yield from self.always
+    for word in self.exact_keys & index.words:
+        yield from self.exact[word]
+    for stem, terms in self.stems.items():
+        if index.has_stem(stem):
+            yield from terms
+
+
+_SWAPS = ((index_module, "_search", _search), (matcher, "_in_except", _in_except),
+          (index_module.TextIndex, "__init__", _index_init),
+          (index_module.TextIndex, "has_stem", _has_stem), (TermSet, "candidates", _candidates))
+
+
 @contextlib.contextmanager
-def old_search():
-    """Within the block, free patterns are searched the old way."""
-    saved, index_module._search = index_module._search, _search
+def old_matching():
+    """Within the block, rules and markers match the old way (the same matches)."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _old in _SWAPS]
+    for owner, name, old in _SWAPS:
+        setattr(owner, name, old)
     try:
         yield
     finally:
-        index_module._search = saved
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 def classify_before(clf, text: str, subject: str = "", context_kind: str | None = None):
-    """The whole old path: `classify` with the old search of free patterns."""
-    with old_search():
+    """The whole old path: `classify` with the old matching."""
+    with old_matching():
         return classify(clf, text, subject, context_kind)

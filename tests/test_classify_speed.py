@@ -106,7 +106,7 @@ def _same(new, old) -> None:
 def test_classify_is_the_old_classify_on_every_message(clf):
     for text, subject, context in MESSAGES:
         new_scored = clf.score(text, subject)
-        with classify_reference.old_search():
+        with classify_reference.old_matching():
             old_scored = classify_reference.score(clf, text, subject)
         assert new_scored == old_scored, text[:80]
         _same(clf.decide(new_scored, context), classify_reference.decide(clf, old_scored,

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import re
 from typing import Iterator
 
 from .firstchar import engine_skips, first_chars
 
 _WORDS = re.compile(r"\w+")
+_SPLIT = re.compile(r"(\w+)").split
 _first_chars = functools.lru_cache(maxsize=4096)(first_chars)
 _engine_skips = functools.lru_cache(maxsize=4096)(engine_skips)
 
@@ -30,19 +32,27 @@ _engine_skips = functools.lru_cache(maxsize=4096)(engine_skips)
 class TextIndex:
     """A normalised text, its words and where each word starts."""
 
-    __slots__ = ("text", "words", "_sorted", "_stems", "_heads", "_at", "_stem_at", "memo")
+    __slots__ = ("text", "words", "heads", "_sorted", "_stems", "_at", "_stem_at", "memo")
 
     def __init__(self, text: str):
         self.text = text
+        # The words and their starts from one split: [gap, word, gap, word, ..., gap].
+        parts = _SPLIT(text)
+        ends = list(itertools.accumulate(map(len, parts)))
         at: dict[str, list[int]] = {}
-        for m in _WORDS.finditer(text):
-            at.setdefault(m.group(), []).append(m.start())
+        get = at.get
+        for word, start in zip(parts[1::2], ends[::2]):
+            found = get(word)
+            if found is None:
+                at[word] = [start]
+            else:
+                found.append(start)
         self._at = at
         self.words = frozenset(at)
         self._sorted: list[str] | None = None
         self._stems: dict[str, bool] = {}
         self._stem_at: dict[str, list[int]] = {}
-        self._heads = frozenset(w[:3] for w in self.words)
+        self.heads = frozenset(w[:3] for w in self.words)  # the first 3 letters of words
         self.memo: dict = {}  # per-text results the matcher reuses across rules
 
     def _sorted_words(self) -> list[str]:
@@ -51,13 +61,14 @@ class TextIndex:
         return self._sorted
 
     def has_stem(self, stem: str) -> bool:
-        if len(stem) >= 3 and stem[:3] not in self._heads:
-            return False
         found = self._stems.get(stem)
         if found is None:
-            words = self._sorted_words()
-            i = bisect.bisect_left(words, stem)
-            found = i < len(words) and words[i].startswith(stem)
+            if len(stem) >= 3 and stem[:3] not in self.heads:
+                found = False
+            else:
+                words = self._sorted_words()
+                i = bisect.bisect_left(words, stem)
+                found = i < len(words) and words[i].startswith(stem)
             self._stems[stem] = found
         return found
 

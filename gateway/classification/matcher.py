@@ -22,8 +22,13 @@ def strip_subject_prefixes(subject: str) -> str:
 def _in_except(rule: Rule, index: TextIndex, start: int, end: int) -> bool:
     if rule.excepts is None:
         return False
-    return any(m.start() <= start and end <= m.end()
-               for m in iter_matches(rule.excepts, index))
+    # The except phrases' places are found once per text and rule, as far as needed.
+    key = ("except", id(rule.excepts))
+    spans = index.memo.get(key)
+    if spans is None:
+        spans = index.memo[key] = Cached(
+            (m.start(), m.end()) for m in iter_matches(rule.excepts, index))
+    return any(s <= start and end <= e for s, e in spans)
 
 
 def _live_match(terms: TermSet, index: TextIndex, negatable: bool,

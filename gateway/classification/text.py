@@ -159,7 +159,7 @@ def _split_leading_alternatives(body: str) -> tuple[list[str], str] | None:
 class TermSet:
     """A rule's terms, grouped by the first word each needs in the text."""
 
-    __slots__ = ("terms", "always", "exact", "stems", "exact_keys")
+    __slots__ = ("terms", "always", "exact", "stems", "exact_keys", "_stem_heads")
 
     def __init__(self, terms: list[Term] | tuple[Term, ...]):
         self.terms = tuple(terms)
@@ -170,6 +170,10 @@ class TermSet:
             if t.first:
                 (self.stems if t.stem else self.exact).setdefault(t.first, []).append(t)
         self.exact_keys = frozenset(self.exact)
+        # (stem, its first three letters or None when shorter, terms): a stem whose first
+        # three letters begin no word of the text is ruled out without a look-up.
+        self._stem_heads = tuple((stem, stem[:3] if len(stem) >= 3 else None, terms)
+                                 for stem, terms in self.stems.items())
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -178,6 +182,7 @@ class TermSet:
         yield from self.always
         for word in self.exact_keys & index.words:
             yield from self.exact[word]
-        for stem, terms in self.stems.items():
-            if index.has_stem(stem):
+        heads = index.heads
+        for stem, head, terms in self._stem_heads:
+            if (head is None or head in heads) and index.has_stem(stem):
                 yield from terms

@@ -89,13 +89,15 @@ class LearnedModel:
                     dict(zip(self.classes, probs)), self._top_words(feats, extra, best, top))
 
     def _top_words(self, feats, extra, best: int, top: int) -> tuple[str, ...]:
-        """Whole-word features of the message that favour class *best* the most."""
+        """Whole-word features of the message that favour class *best* the most; equal
+        margins in name order (no longer in the order of a set, which changed with
+        Python's string hashing from one process to the next)."""
         margins = self._explains[best]
         named = feats & margins.keys()
         if extra:
             named |= extra & margins.keys()
         out: list[str] = []
-        for name in sorted(named, key=margins.get, reverse=True):
+        for name in sorted(named, key=lambda name: (-margins[name], name)):
             word = label(name)
             if word not in out:
                 out.append(word)

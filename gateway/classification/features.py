@@ -19,6 +19,7 @@ import itertools
 import math
 import operator
 import re
+import sys
 
 from .text import normalize
 
@@ -113,7 +114,7 @@ def normalized_feature_set(norm: str, norm_subject: str = "", context: str | Non
 @functools.lru_cache(maxsize=16384)
 def _inner_grams(word: str) -> tuple[str, ...]:
     padded = " " + word + " "
-    return tuple(padded[i:i + 4] for i in range(len(padded) - 3))
+    return tuple(sys.intern(padded[i:i + 4]) for i in range(len(padded) - 3))
 
 
 @functools.lru_cache(maxsize=16384)

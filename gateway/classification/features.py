@@ -14,12 +14,8 @@ message does not outvote a short one:
 """
 from __future__ import annotations
 
-import functools
-import itertools
 import math
-import operator
 import re
-import sys
 
 from .text import normalize
 
@@ -94,40 +90,14 @@ def normalized_feature_set(norm: str, norm_subject: str = "", context: str | Non
     if cfg.get("bigrams", True):
         feats.update([f"b:{a} {b}" for a, b in zip(words, words[1:])])
     n = int(cfg.get("char", 4))
-    if n == 4:
-        feats.update(*map(_inner_grams, unique), _boundary_grams(words))
-    elif n > 0:
+    if n > 0:  # the n-grams of the words joined by spaces, made in C (zip and join)
         joined = " " + " ".join(words) + " "
-        feats.update({joined[i:i + n] for i in range(len(joined) - n + 1)})
+        feats.update(map("".join, zip(*(joined[i:] for i in range(n)))))
     if cfg.get("negation") and not _NEGATION.isdisjoint(unique):
         feats.update(_negated(norm, _NEGATION.intersection(unique)))
     feats.update(["s:" + w for w in _words(norm_subject)[:30]])
     feats.update(context_features(context))
     return feats
-
-
-# The character 4-grams of " w1 w2 ... wn " without slicing the whole joined text: a
-# 4-gram with no space at its 2nd or 3rd character lies inside " w " for one word w (cached
-# per word); the others straddle the space between neighbours a and b: the 4-grams that
-# start 2 and 1 characters before it, (" " + a)[-2:] + " " + b[0] and
-# a[-1] + " " + (b + " ")[:2].
-@functools.lru_cache(maxsize=16384)
-def _inner_grams(word: str) -> tuple[str, ...]:
-    padded = " " + word + " "
-    return tuple(sys.intern(padded[i:i + 4]) for i in range(len(padded) - 3))
-
-
-@functools.lru_cache(maxsize=16384)
-def _edges(word: str) -> tuple[str, str, str, str]:
-    return (" " + word)[-2:] + " ", word[0], word[-1] + " ", (word + " ")[:2]
-
-
-def _boundary_grams(words: list[str]):
-    if len(words) < 2:
-        return ()
-    tails2, heads1, tails1, heads2 = zip(*map(_edges, words))
-    return itertools.chain(map(operator.add, tails2, heads1[1:]),
-                           map(operator.add, tails1, heads2[1:]))
 
 
 def context_features(context: str | None) -> set[str]:

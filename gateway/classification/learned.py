@@ -8,7 +8,6 @@ import gzip
 import json
 import math
 import pathlib
-import sys
 from dataclasses import dataclass
 
 from .features import feature_set, label
@@ -54,9 +53,7 @@ class LearnedModel:
         self._emergency = self.classes.index(EMERGENCY)
         self._explains = _explanations(self.weights, len(self.classes))
         try:
-            # Interned names: the 4-grams features.py keeps per word are interned too, so
-            # a look-up finds the very same string and need not read its characters.
-            self._packed = {sys.intern(k): _pack(row) for k, row in self.weights.items()}
+            self._packed = {k: _pack(row) for k, row in self.weights.items()}
         except ValueError as exc:
             raise RuleError(source, f"model file is not valid: {exc}") from None
 

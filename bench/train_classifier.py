@@ -26,9 +26,11 @@ from gateway.classification.features import DEFAULT_CONFIG, features  # noqa: E4
 from gateway.classification.learned import DEFAULT_PATH, FORMAT, LearnedModel  # noqa: E402
 from gateway.classification.matcher import strip_subject_prefixes  # noqa: E402
 from gateway.classification.model import CATEGORIES, EMERGENCY, OTHER  # noqa: E402
+from gateway.classification.rules import load_rules  # noqa: E402
 from triage_corpus import training_corpus  # noqa: E402
 
-C = 20.0
+C = 100.0
+RULES = ROOT / "rules"
 MIN_DF = 2
 PRUNE = 0.02  # weights below this (in every class) are dropped
 MAX_WEIGHT = 100.0  # the run-time packing holds weights below 104 in size
@@ -78,6 +80,34 @@ def pick_threshold(votes, held, target=TARGET_RECALL) -> float:
     return round(max(0.01, em[allowed_misses] - 1e-4), 4)
 
 
+def red_flags(held, rules_dir=RULES) -> list[bool]:
+    """For each held-out message: would the red-flag rules raise it without the model's
+    threshold (they score emergency_min_score; the model's floor is applied later)?"""
+    from gateway.classification.classifier import Classifier
+    from gateway.classification.combine import red_flag_score
+    clf = Classifier.load(rules_dir, use_model=False)
+    need = clf.settings.emergency_min_score
+    return [red_flag_score(clf.score(s.new_text(), s.subject).hits) >= need for s in held]
+
+
+def pick_combined_threshold(votes, held, red, floor, max_chars, target=TARGET_RECALL) -> float:
+    """The highest emergency threshold at which the decision the gateway runs (model
+    threshold OR a red flag the model does not rule out) keeps *target* recall on the
+    held-out split.  Red flags only add recall, so this is never below the threshold the
+    model alone would need; it depends on rules/, so retrain after editing red-flag rules."""
+    floor_of = [0.0 if len(s.new_text()) > max_chars else floor for s in held]
+    raised = [r and v.emergency >= f for r, v, f in zip(red, votes, floor_of)]
+    em = [(v.emergency, r) for v, r, s in zip(votes, raised, held) if s.expected == EMERGENCY]
+    if not em:
+        return 0.5
+    need = len(em) * target - 1e-9
+    for p in sorted({p for p, _ in em}, reverse=True):
+        t = round(max(0.01, p - 1e-4), 4)
+        if sum(1 for q, r in em if q >= t or r) >= need:
+            return t
+    return 0.01
+
+
 def decide(vote, threshold, min_conf) -> str:
     if vote.emergency >= threshold:
         return EMERGENCY
@@ -104,7 +134,12 @@ def build(target=TARGET_RECALL) -> tuple[dict, list, list]:
     model = LearnedModel(data)
     votes = [model.vote(s.new_text(), strip_subject_prefixes(s.subject), s.context)
              for s in held]
-    data["emergency_threshold"] = pick_threshold(votes, held, target)
+    floor = load_rules(RULES)[1].red_flag_model_floor
+    data["model_only_threshold"] = pick_threshold(votes, held, target)
+    data["emergency_threshold"] = max(data["model_only_threshold"], pick_combined_threshold(
+        votes, held, red_flags(held), floor, int(DEFAULT_CONFIG["max_chars"]), target))
+    data["threshold_rule"] = (f"highest with {target:.0%} emergency recall on the held-out "
+                              f"split for the model with the red-flag rules (floor {floor})")
     data["min_confidence"] = pick_confidence(votes, held, data["emergency_threshold"])
     return data, train, held
 

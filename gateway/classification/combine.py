@@ -3,7 +3,7 @@
 1. `emergency` when the model's emergency probability reaches its threshold, or when
    the red-flag rules (emergency rules that are not flags) score `emergency_min_score`
    and the model does not rule an emergency out (its probability is at least
-   `red_flag_model_floor`, 0.05 by default): rules can raise a message to emergency,
+   `red_flag_model_floor`, 0.1 by default): rules can raise a message to emergency,
    never lower it.
 2. Otherwise an ops rule with ``pin = true`` that matched decides the category (the
    heaviest pin wins).

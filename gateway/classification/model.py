@@ -104,7 +104,7 @@ class Settings:
     # With the model on, a red-flag rule raises a message to emergency only when the
     # model's emergency probability is at least this (docs/triage-model.md, "Red-flag
     # rules need a second opinion"); 0 lets every red-flag rule raise on its own.
-    red_flag_model_floor: float = 0.05
+    red_flag_model_floor: float = 0.1
     context: dict = field(default_factory=lambda: {
         "lab_result": "results",
         "radiology_result": "results",

@@ -20,7 +20,7 @@ from typing import Iterator
 
 from gateway.classification import confidential, index as index_module, matcher
 from gateway.classification.combine import combine
-from gateway.classification.features import DEFAULT_CONFIG, context_features, label
+from gateway.classification.features import DEFAULT_CONFIG, context_features, label, model_reads
 from gateway.classification.learned import Vote, _softmax, _unpack
 from gateway.classification.matcher import (context_hit, decide as rules_decide,
                                             score_rules, strip_subject_prefixes)
@@ -98,8 +98,7 @@ def score(clf, text: str, subject: str = ""):
     hits = score_rules(clf.rules, clf.settings, normalize(text or ""), normalize(subject))
     feats = None if clf.model is None else frozenset(
         feature_set(text or "", subject, None, clf.model.config))
-    seen_all = clf.model is None or len(text or "") <= int(
-        clf.model.config.get("max_chars", 6000))
+    seen_all = clf.model is None or model_reads(text or "", clf.model.config)
     return Scored(tuple(hits), feats, seen_all,
                   confidential=find_confidential(clf.markers, text, subject))
 

@@ -22,7 +22,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from gateway.classification.features import DEFAULT_CONFIG, features  # noqa: E402
+from gateway.classification.features import DEFAULT_CONFIG, features, model_reads  # noqa: E402
 from gateway.classification.learned import DEFAULT_PATH, FORMAT, LearnedModel  # noqa: E402
 from gateway.classification.matcher import strip_subject_prefixes  # noqa: E402
 from gateway.classification.model import CATEGORIES, EMERGENCY, OTHER  # noqa: E402
@@ -80,23 +80,24 @@ def pick_threshold(votes, held, target=TARGET_RECALL) -> float:
     return round(max(0.01, em[allowed_misses] - 1e-4), 4)
 
 
-def red_flags(held, rules_dir=RULES) -> list[bool]:
-    """For each held-out message: would the red-flag rules raise it without the model's
-    threshold (they score emergency_min_score; the model's floor is applied later)?"""
+def red_flags(held, rules_dir=RULES) -> list[tuple]:
+    """For each held-out message its rule hits, for `red_flag_raises` (the floor and the
+    model's probability are applied later)."""
     from gateway.classification.classifier import Classifier
-    from gateway.classification.combine import red_flag_score
     clf = Classifier.load(rules_dir, use_model=False)
-    need = clf.settings.emergency_min_score
-    return [red_flag_score(clf.score(s.new_text(), s.subject).hits) >= need for s in held]
+    return [clf.score(s.new_text(), s.subject).hits for s in held]
 
 
-def pick_combined_threshold(votes, held, red, floor, max_chars, target=TARGET_RECALL) -> float:
+def pick_combined_threshold(votes, held, hits, settings, target=TARGET_RECALL) -> float:
     """The highest emergency threshold at which the decision the gateway runs (model
     threshold OR a red flag the model does not rule out) keeps *target* recall on the
     held-out split.  Red flags only add recall, so this is never below the threshold the
     model alone would need; it depends on rules/, so retrain after editing red-flag rules."""
-    floor_of = [0.0 if len(s.new_text()) > max_chars else floor for s in held]
-    raised = [r and v.emergency >= f for r, v, f in zip(red, votes, floor_of)]
+    import dataclasses
+    from gateway.classification.combine import red_flag_raises
+    unread = dataclasses.replace(settings, red_flag_model_floor=0.0)
+    raised = [red_flag_raises(h, settings if model_reads(s.new_text()) else unread, v.emergency)
+              for h, v, s in zip(hits, votes, held)]
     em = [(v.emergency, r) for v, r, s in zip(votes, raised, held) if s.expected == EMERGENCY]
     if not em:
         return 0.5
@@ -134,10 +135,11 @@ def build(target=TARGET_RECALL) -> tuple[dict, list, list]:
     model = LearnedModel(data)
     votes = [model.vote(s.new_text(), strip_subject_prefixes(s.subject), s.context)
              for s in held]
-    floor = load_rules(RULES)[1].red_flag_model_floor
+    settings = load_rules(RULES)[1]
+    floor = settings.red_flag_model_floor
     data["model_only_threshold"] = pick_threshold(votes, held, target)
     data["emergency_threshold"] = max(data["model_only_threshold"], pick_combined_threshold(
-        votes, held, red_flags(held), floor, int(DEFAULT_CONFIG["max_chars"]), target))
+        votes, held, red_flags(held), settings, target))
     data["threshold_rule"] = (f"highest with {target:.0%} emergency recall on the held-out "
                               f"split for the model with the red-flag rules (floor {floor})")
     data["min_confidence"] = pick_confidence(votes, held, data["emergency_threshold"])

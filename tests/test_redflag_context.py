@@ -250,3 +250,16 @@ def test_clinical_md_names_every_emergency_rule_and_no_stale_one(clf):
 def test_subject_and_gap_negation(clf, text, subject, expected):
     r = clf.classify(text, subject=subject)
     assert (r.category == "emergency") is expected, r.explain()
+
+
+def test_vietnamese_pregnancy_is_a_situation_for_a_fever_reading():
+    """A temperature reading is read in any language; the pregnancy it matters in is
+    recognised in Vietnamese too ("mang thai 20 tuan": pregnant 20 weeks)."""
+    rules_only = Classifier.load(ROOT / "rules", use_model=False)
+    text = ("Chào bác sĩ, Tôi đang mang thai 20 tuần. Từ tối hôm qua tôi bị sốt, đo được "
+            "101.8 độ F, người lạnh run. Tôi có cần đi khám ngay không?")
+    r = rules_only.classify(text)
+    assert "emergency-fever-in-context" in r.rule_ids and r.category == "emergency"
+    # the same reading with no pregnancy, birth or surgery named is not a red flag
+    assert "emergency-fever-in-context" not in rules_only.classify(
+        "Chào bác sĩ, con tôi bị sốt, đo được 101.8 độ F.").rule_ids

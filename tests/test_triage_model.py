@@ -109,8 +109,10 @@ def test_model_vote_is_shown_as_a_pseudo_rule(clf):
     assert "top words" in r.hits[0].reason
 
 
-def test_red_flag_rule_raises_to_emergency_when_the_model_does_not(tmp_path):
-    rules = rules_dir(tmp_path, """
+@pytest.fixture
+def zebra_rules(tmp_path) -> pathlib.Path:
+    """A rules dir with one red-flag rule ("zebra stripes") and the default settings."""
+    return rules_dir(tmp_path, """
         [[rule]]
         id = "emergency-zebra-sign"
         category = "emergency"
@@ -118,27 +120,24 @@ def test_red_flag_rule_raises_to_emergency_when_the_model_does_not(tmp_path):
         reason = "test red flag"
         phrases = ["zebra stripes"]
         """)
-    clf = Classifier.load(rules)
-    # The model leans to billing but does not rule an emergency out (p ~ 0.07).
-    clf.model = toy_model(**{"w:bill": ("billing", 6.0)})
+
+
+def test_red_flag_rule_raises_to_emergency_when_the_model_does_not(zebra_rules):
+    clf = Classifier.load(zebra_rules)
+    # The model leans to billing but does not rule an emergency out (p ~ 0.10).
+    clf.model = toy_model(**{"w:bill": ("billing", 3.0)})
     r = clf.classify("question about my bill, also zebra stripes on my arm")
     assert r.model.emergency >= clf.settings.red_flag_model_floor
     assert r.category == "emergency" and r.decided_by == "red-flag" and r.urgent
     assert r.model.category == "billing"
-    assert clf.classify("no zebra stripes, question about my bill").category == "billing"
+    negated = clf.classify("no zebra stripes, question about my bill")
+    assert negated.category != "emergency" and "emergency-zebra-sign" not in negated.rule_ids
 
 
-def test_red_flag_rule_needs_the_model_not_to_rule_an_emergency_out(tmp_path):
-    rules = rules_dir(tmp_path, """
-        [[rule]]
-        id = "emergency-zebra-sign"
-        category = "emergency"
-        weight = 4
-        reason = "test red flag"
-        phrases = ["zebra stripes"]
-        """)
+def test_red_flag_rule_needs_the_model_not_to_rule_an_emergency_out(zebra_rules, tmp_path):
+    rules = zebra_rules
     clf = Classifier.load(rules)
-    # The model is sure this is a bill (emergency p ~ 0.02, under the 0.05 floor).
+    # The model is sure this is a bill (emergency p ~ 0.02, under the 0.1 floor).
     clf.model = toy_model(**{"w:bill": ("billing", 12.0)})
     text = "question about my bill, also zebra stripes on my arm"
     r = clf.classify(text)
@@ -149,6 +148,60 @@ def test_red_flag_rule_needs_the_model_not_to_rule_an_emergency_out(tmp_path):
     clf2 = Classifier.load(rules)
     clf2.model = clf.model
     assert clf2.classify(text).category == "emergency"
+
+
+def test_unambiguous_red_flag_is_raised_whatever_the_model_says(tmp_path):
+    """`second_opinion = false` (violence at home, overdose...): the floor does not apply."""
+    rules = rules_dir(tmp_path, """
+        [[rule]]
+        id = "emergency-zebra-sign"
+        category = "emergency"
+        weight = 4
+        reason = "test red flag"
+        phrases = ["zebra stripes"]
+        second_opinion = false
+        """)
+    clf = Classifier.load(rules)
+    clf.model = toy_model(**{"w:bill": ("billing", 12.0)})
+    r = clf.classify("question about my bill, also zebra stripes on my arm")
+    assert r.model.emergency < clf.settings.red_flag_model_floor
+    assert r.category == "emergency" and r.decided_by == "red-flag", r.explain()
+
+
+def test_second_opinion_is_only_for_red_flag_rules(tmp_path):
+    rules = rules_dir(tmp_path, """
+        [[rule]]
+        id = "billing-zebra"
+        category = "billing"
+        weight = 4
+        reason = "test"
+        phrases = ["zebra stripes"]
+        second_opinion = false
+        """)
+    with pytest.raises(RuleError) as err:
+        Classifier.load(rules)
+    assert "r.toml" in str(err.value) and "billing-zebra" in str(err.value)
+    assert "second_opinion" in str(err.value)
+
+
+def test_shipped_rules_without_second_opinion_are_the_unambiguous_ones(clf):
+    sure = sorted(r.id for r in clf.rules if not r.second_opinion)
+    assert sure == ["emergency-anaphylaxis", "emergency-overdose-or-poisoning",
+                    "emergency-seizure", "emergency-unsafe-at-home"]
+
+
+def test_red_flag_told_in_the_subject_needs_no_second_opinion(zebra_rules):
+    """A patient who writes the whole message in the Subject ("8 weeks bleeding heavy
+    clots") and "please help" below: the model has hardly read anything, so it cannot
+    overrule the red flag; with a body it has read, it can."""
+    clf = Classifier.load(zebra_rules)
+    clf.model = toy_model(**{"w:bill": ("billing", 12.0), "s:bill": ("billing", 12.0)})
+    clf.model.config["min_words"] = 12
+    r = clf.classify("bill please help", subject="zebra stripes and my bill")
+    assert r.category == "emergency" and r.decided_by == "red-flag", r.explain()
+    long_body = ("question about my bill from last month, I think I was charged twice "
+                 "for the same visit, and also zebra stripes")
+    assert clf.classify(long_body, subject="zebra stripes and my bill").category == "billing"
 
 
 def test_no_rule_lowers_an_emergency_and_a_pin_decides_otherwise(tmp_path):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from . import confidential
 from .combine import combine
-from .features import context_features, normalized_feature_set
+from .features import model_reads, context_features, normalized_feature_set
 from .learned import DEFAULT_PATH, LearnedModel
 from .matcher import context_hit, decide, score_indexed, strip_subject_prefixes
 from .model import Classification, Rule, Settings
@@ -57,9 +57,10 @@ class Classifier:
         hits = score_indexed(self.rules, self.settings, index, subject_index)
         feats = None if self.model is None else frozenset(
             self._features(text, norm, norm_subject))
-        # The model reads only the first max_chars of a long text: what it did not read
-        # it cannot rule out, so a red flag further on raises without its second opinion.
-        seen_all = self.model is None or len(text) <= self._max_chars
+        # The model reads only the first max_chars of a long text, and hardly anything of a
+        # few words: what it did not read it cannot rule out, so a red flag raises then
+        # without its second opinion.
+        seen_all = self.model is None or model_reads(text, self.model.config)
         indexes = (index,) if subject_index is None else (index, subject_index)
         return Scored(tuple(hits), feats, seen_all,
                       confidential=confidential.find_indexed(self.markers, *indexes))
@@ -94,5 +95,5 @@ class Scored:
     """What `Classifier.score` found in a text, for `Classifier.decide`."""
     hits: tuple
     features: frozenset | None  # the learned model's features (None without a model)
-    model_saw_all: bool = True  # False: the text was longer than the model reads
+    model_saw_all: bool = True  # False: too long or too short for the model's opinion
     confidential: tuple = ()  # topics the confidential markers found (text or subject)

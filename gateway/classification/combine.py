@@ -22,8 +22,19 @@ def category_scores(hits: list[RuleHit]) -> dict:
     return scores
 
 
-def red_flag_score(hits: list[RuleHit]) -> float:
-    return sum(h.score for h in hits if h.category == EMERGENCY and h.flag is None)
+def red_flag_score(hits: list[RuleHit], sure_only: bool = False) -> float:
+    """The red-flag rules' score (with *sure_only*: of those the model cannot overrule)."""
+    return sum(h.score for h in hits if h.category == EMERGENCY and h.flag is None
+               and not (sure_only and h.second_opinion))
+
+
+def red_flag_raises(hits: list[RuleHit], settings: Settings, emergency_p: float) -> bool:
+    """Red flags reach `emergency_min_score` and the model does not rule an emergency
+    out: its probability reaches the floor, or enough of them need no second opinion."""
+    need = settings.emergency_min_score
+    return red_flag_score(hits) >= need and (
+        emergency_p >= settings.red_flag_model_floor
+        or red_flag_score(hits, sure_only=True) >= need)
 
 
 def pinned(hits: list[RuleHit]) -> str | None:
@@ -56,8 +67,7 @@ def _best_routine(vote) -> tuple[str, float]:
 
 def combine(hits: list[RuleHit], settings: Settings, vote, model) -> Classification:
     scores = category_scores(hits)
-    red = (red_flag_score(hits) >= settings.emergency_min_score
-           and vote.emergency >= settings.red_flag_model_floor)
+    red = red_flag_raises(hits, settings, vote.emergency)
     pin = pinned(hits)
     if vote.emergency >= model.emergency_threshold:
         category, by = EMERGENCY, "model"

@@ -22,7 +22,17 @@ from .text import normalize
 _WORD = re.compile(r"[a-z0-9]+")
 _HAS_DIGIT = re.compile(r"[0-9]").search
 _ZEROS = str.maketrans("123456789", "000000000")
-DEFAULT_CONFIG = {"char": 4, "bigrams": True, "negation": True, "max_chars": 6000}
+DEFAULT_CONFIG = {"char": 4, "bigrams": True, "negation": True, "max_chars": 6000,
+                  "min_words": 12}
+
+
+def model_reads(text: str, config: dict | None = None) -> bool:
+    """Whether the model reads enough of this new text to overrule a red flag: all of it
+    (not longer than ``max_chars``) and at least ``min_words`` words of it (a message told
+    in the Subject, with "please help" below, the model has hardly read)."""
+    cfg = config or DEFAULT_CONFIG
+    return (len(text) <= int(cfg.get("max_chars", 6000))
+            and len(text.split()) >= int(cfg.get("min_words", 0)))
 
 
 _CLAUSE_WORDS = frozenset("but pero however though although".split())

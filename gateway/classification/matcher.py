@@ -93,7 +93,8 @@ def score_rules(rules: list[Rule], settings: Settings, text: str,
 def score_indexed(rules: list[Rule], settings: Settings, text_index: TextIndex,
                   subject_index: TextIndex | None) -> list[RuleHit]:
     """`score_rules` over texts already indexed (None: no subject)."""
-    hits = [RuleHit(r.id, r.category, r.weight, r.reason, r.pin, r.flag)
+    hits = [RuleHit(r.id, r.category, r.weight, r.reason, r.pin, r.flag,
+                    r.second_opinion)
             for r in rules if rule_matches(r, text_index)]
     if subject_index is None or not subject_index.text:
         return hits
@@ -109,7 +110,8 @@ def score_indexed(rules: list[Rule], settings: Settings, text_index: TextIndex,
             else settings.subject_factor)
         if factor > 0:
             hits.append(RuleHit(rule.id, rule.category, round(rule.weight * factor, 3),
-                                rule.reason + " (in subject)", rule.pin, rule.flag))
+                                rule.reason + " (in subject)", rule.pin, rule.flag,
+                                rule.second_opinion))
     return hits
 
 

@@ -39,6 +39,7 @@ class RuleHit:
     reason: str
     pin: bool = False  # an ops rule that pins the category when it matches
     flag: str | None = None  # a rule that marks the message (e.g. "patient-urgent")
+    second_opinion: bool = True  # False: a red flag the model's floor does not apply to
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Rule:
     subject: bool = True
     pin: bool = False
     flag: str | None = None
+    second_opinion: bool = True  # False: a red flag the model cannot overrule
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from .text import Term, TermSet, pattern_terms, phrase_term
 
 RULE_KEYS = {"id", "category", "weight", "reason", "phrases", "patterns",
              "requires", "requires_patterns", "except", "negatable", "subject", "situation",
-             "pin", "flag"}
+             "pin", "flag", "second_opinion"}
 SITUATION_KEYS = {"description", "phrases", "patterns"}
 REQUIRED_KEYS = ("id", "category", "weight", "reason")
 TOP_KEYS = {"rule", "settings", "context", "situation"}
@@ -174,7 +174,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         fail(f"weight must be a number above 0 and at most {MAX_WEIGHT:g}, got {weight!r}")
     if not isinstance(table["reason"], str) or not table["reason"].strip():
         fail("reason must be a non-empty text")
-    for key in ("negatable", "subject", "pin"):
+    for key in ("negatable", "subject", "pin", "second_opinion"):
         if key in table and not isinstance(table[key], bool):
             fail(f"{key!r} must be true or false")
     situation = table.get("situation", [])
@@ -187,6 +187,8 @@ def _build_rule(name: str, index: int, table) -> Rule:
         fail(f"unknown flag {flag!r} (known: {', '.join(FLAGS)})")
     if flag is not None and table.get("pin"):
         fail("a rule is either a flag or a pin, not both")
+    if table.get("second_opinion") is False and (table["category"] != "emergency" or flag):
+        fail("'second_opinion = false' is only for red-flag rules (category emergency, no flag)")
     matcher = _compile_terms(table, ("phrases", "patterns"), fail)
     if matcher is None:
         fail("needs at least one entry in 'phrases' or 'patterns'")
@@ -198,6 +200,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         negatable=table.get("negatable", table["category"] == "emergency"),
         subject=table.get("subject", True), situation_names=tuple(situation),
         pin=table.get("pin", False), flag=flag,
+        second_opinion=table.get("second_opinion", True),
     )
 
 

@@ -36,24 +36,39 @@ def by_email(session: Session, address: str | None) -> Patient | None:
     return session.scalar(select(Patient).where(Patient.email_index == index))
 
 
+# -- one address belongs to one person (a patient or a proxy) ---------------------------
+def patient_with_address(session: Session, address: str | None,
+                         other_than: str | None = None) -> str | None:
+    """The account of the patient who has this address (but account `other_than`)."""
+    index = address_index(address)
+    if not index:
+        return None
+    q = select(Patient.account_number).where(Patient.email_index == index)
+    if other_than is not None:
+        q = q.where(Patient.account_number != other_than)
+    return session.scalar(q.limit(1))
+
+
+def proxy_with_address(session: Session, address: str | None) -> int | None:
+    """The id of a proxy who has this address (the oldest row)."""
+    index = address_index(address)
+    if not index:
+        return None
+    return session.scalar(select(Proxy.id).where(Proxy.email_index == index)
+                          .order_by(Proxy.id).limit(1))
+
+
 def set_email(session: Session, patient: Patient, address: str | None) -> None:
     """Give `patient` this address (None: none); AddressTaken if another patient has it."""
-    index = address_index(address)
-    if index:
-        other = session.scalar(select(Patient.account_number).where(
-            Patient.email_index == index, Patient.id != patient.id))
-        if other is not None:
-            raise AddressTaken(f"the address belongs to patient {other} already")
+    other = patient_with_address(session, address, patient.account_number)
+    if other is not None:
+        raise AddressTaken(f"the address belongs to patient {other} already")
     patient.email = normalize(address) if address else None  # sets email_index too
 
 
 def address_clash(session: Session, patient: Patient) -> str | None:
     """The account of another patient with the same address, if any."""
-    index = address_index(patient.email)
-    if not index:
-        return None
-    return session.scalar(select(Patient.account_number).where(
-        Patient.email_index == index, Patient.id != patient.id).limit(1))
+    return patient_with_address(session, patient.email, patient.account_number)
 
 
 def fill_email_index(session: Session) -> int:
@@ -167,15 +182,12 @@ def import_roster(session: Session, text: str, actor: str = "cli",
 
 def _address_clash(session: Session, acct: str, row: dict) -> str | None:
     """One address, one patient: the problem if another account already has it."""
-    index = address_index((row.get("email") or "").strip())
-    if not index:
-        return None
-    other = session.scalar(select(Patient.account_number).where(
-        Patient.email_index == index, Patient.account_number != acct).limit(1))
+    address = (row.get("email") or "").strip()
+    other = patient_with_address(session, address, acct)
     if other is not None:
         return f"the address of account {acct} belongs to patient {other} already " \
                "(one address, one patient)"
-    proxy = session.scalar(select(Proxy.id).where(Proxy.email_index == index).limit(1))
+    proxy = proxy_with_address(session, address)
     if proxy is not None:
         return f"the address of account {acct} is the address of proxy {proxy}; a patient " \
                "and a proxy cannot share an address"

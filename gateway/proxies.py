@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.patients import patient_with_address
 from gateway.auth.strict import strict_normalize
 from gateway.classification import CATEGORIES
 from gateway.clock import utcnow
@@ -119,8 +120,7 @@ def _database_error(session: Session, row: dict, seen: set) -> str | None:
     patient = session.scalar(select(Patient).where(Patient.account_number == account))
     if patient is None:
         return f"no patient with account {account[:64]} in the roster (import it first)"
-    owner = session.scalar(select(Patient.account_number).where(
-        Patient.email_index == address_index(address)))
+    owner = patient_with_address(session, address)
     if owner is not None:
         return f"the address is patient {owner}'s own address; a proxy needs an address " \
                "of its own"

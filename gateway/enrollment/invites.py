@@ -20,14 +20,14 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit, outbox, patients
+from gateway.addresses import AddressUnusable, checked
 from gateway.clock import utcnow
 from gateway.language import patient_language
-from gateway.models import Invite, Patient, Proxy, address_index
+from gateway.models import Invite, Patient, Proxy
 
 log = logging.getLogger("gateway.invites")
 
@@ -61,11 +61,9 @@ def reminder_time(created: dt.datetime, expires: dt.datetime) -> dt.datetime:
 # -- checks --------------------------------------------------------------------------
 def checked_address(address: str, check_deliverability: bool = False) -> str:
     try:
-        info = validate_email(address.strip(), check_deliverability=check_deliverability,
-                              allow_smtputf8=True)
-    except (EmailNotValidError, ValueError, TypeError) as e:
+        return checked(address, check_deliverability)
+    except AddressUnusable as e:
         raise InviteRefused(f"address {address!r} is not usable: {e}") from None
-    return info.normalized.lower()
 
 
 def check_patient(cfg, patient: Patient | None, account: str) -> None:
@@ -92,13 +90,11 @@ def _address_for(session: Session, patient: Patient, email: str | None,
                             "undeliverable (give a corrected one with --email)")
     address = checked_address(email if email is not None else patient.email,
                               check_deliverability)
-    other = session.scalar(select(Patient.account_number).where(
-        Patient.email_index == address_index(address), Patient.id != patient.id))
+    other = patients.patient_with_address(session, address, patient.account_number)
     if other is not None:
         raise InviteRefused(f"address {address} already belongs to patient {other}; "
                             "each patient needs an address of their own")
-    proxy = session.scalar(select(Proxy.id).where(
-        Proxy.email_index == address_index(address)).limit(1))
+    proxy = patients.proxy_with_address(session, address)
     if proxy is not None:
         raise InviteRefused(f"address {address} is the address of proxy {proxy}; a patient "
                             "needs an address of their own")

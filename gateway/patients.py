@@ -1,21 +1,19 @@
 """The patient directory: look-ups, roster import, status changes."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit
+from gateway import audit, roster_csv
 from gateway.addresses import normalize
 from gateway.language import normalize_code
 from gateway.models import Patient, Proxy, address_index
 
 log = logging.getLogger("gateway.patients")
+ImportReport = roster_csv.ImportReport
 
 STATUSES = ("roster", "invited", "active", "suspended")
 COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
@@ -105,14 +103,6 @@ def is_admissible(patient: Patient | None, allowed_states) -> bool:
             and not patient.undeliverable)
 
 
-@dataclass
-class ImportReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
-
-
 def _row_error(row: dict) -> str | None:
     missing = [c for c in COLUMNS if c != "email" and not (row.get(c) or "").strip()]
     if missing:
@@ -149,13 +139,9 @@ def import_roster(session: Session, text: str, actor: str = "cli",
     `progress(done, total)` is called every 500 rows and at the end."""
     report = ImportReport()
     total = max(text.count("\n") - 1, 0)
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    absent = [c for c in COLUMNS if c not in header]
-    if absent:
-        report.errors.append((1, f"header lacks column(s): {', '.join(absent)}"))
+    reader = roster_csv.reader(text, COLUMNS, report)
+    if reader is None:
         return report
-    reader.fieldnames = header
     seen: set[str] = set()
     for row in reader:
         line = reader.line_num
@@ -212,17 +198,13 @@ def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> No
         report.added += 1
         audit.record(session, actor, "patient.imported", "patient", acct, patient.id)
         return
-    changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
+    changed = roster_csv.update(patient, values, report)
     if not changed:
-        report.unchanged += 1
         return
-    for k, v in changed.items():
-        setattr(patient, k, v)
     if "email" in changed:  # a corrected address is worth trying again
         patient.undeliverable, patient.hard_bounces = False, 0
-    report.updated += 1
     audit.record(session, actor, "patient.updated", "patient", acct, patient.id,
-                 fields=sorted(changed))
+                 fields=changed)
 
 
 def set_status(session: Session, patient: Patient, status: str, actor: str,

@@ -145,10 +145,13 @@ def err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def read_import_file(path) -> str:
-    """The text of a CSV to import (UTF-8, a byte-order mark dropped); CommandError if not."""
+def read_import_file(name: str):
+    """(path, text) of a CSV to import (UTF-8, a byte-order mark dropped); CommandError if
+    it cannot be read."""
+    from pathlib import Path
+    path = Path(name)
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return path, path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise CommandError(f"{path}: cannot read: {e}") from None
 

@@ -1,8 +1,6 @@
 """patients import | list | activate | suspend | reinstate."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from gateway.cli.common import (CommandError, Progress, add_config, add_json, output,
                                 print_import_report, read_import_file, services_from)
 
@@ -37,8 +35,7 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
-    path = Path(args.csv)
-    text = read_import_file(path)
+    path, text = read_import_file(args.csv)
     from gateway import patients
     services = services_from(args)
     with services.transaction() as session, Progress("importing") as progress:

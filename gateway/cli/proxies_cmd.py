@@ -1,8 +1,6 @@
 """proxies import | list | revoke | invite: parents, guardians and caregivers."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from gateway.cli.common import (CommandError, add_config, add_json, output,
                                 print_import_report, read_import_file, services_from)
 
@@ -32,8 +30,7 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
-    path = Path(args.csv)
-    text = read_import_file(path)
+    path, text = read_import_file(args.csv)
     from gateway import proxies
     services = services_from(args)
     try:

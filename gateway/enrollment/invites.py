@@ -74,10 +74,16 @@ def check_patient(cfg, patient: Patient | None, account: str) -> None:
         raise InviteRefused(f"patient {account} is already enrolled (active)")
     if patient.status == "suspended":
         raise InviteRefused(f"patient {account} is suspended; reinstate them instead")
-    allowed = {s.upper() for s in cfg.policy.allowed_states}
-    if patient.state.upper() not in allowed:
+    served = states_served_elsewhere(cfg, patient)
+    if served:
         raise InviteRefused(f"patient {account} lives in {patient.state}; the portal serves "
-                            f"only patients living in {', '.join(sorted(allowed))}")
+                            f"only patients living in {served}")
+
+
+def states_served_elsewhere(cfg, patient: Patient) -> str | None:
+    """The states the portal serves, in words, when `patient` lives in none of them."""
+    allowed = {s.upper() for s in cfg.policy.allowed_states}
+    return None if patient.state.upper() in allowed else ", ".join(sorted(allowed))
 
 
 def _address_for(session: Session, patient: Patient, email: str | None,

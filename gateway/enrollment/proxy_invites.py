@@ -22,10 +22,10 @@ def check_proxy(cfg, proxy: Proxy, patient: Patient) -> None:
         raise InviteRefused(f"{label} is already enrolled (active)")
     if patient.status == "suspended":
         raise InviteRefused(f"{label}'s patient {patient.account_number} is suspended")
-    allowed = {s.upper() for s in cfg.policy.allowed_states}
-    if patient.state.upper() not in allowed:
+    served = invites.states_served_elsewhere(cfg, patient)
+    if served:
         raise InviteRefused(f"{label}'s patient {patient.account_number} lives in "
-                            f"{patient.state}; the portal serves only {', '.join(sorted(allowed))}")
+                            f"{patient.state}; the portal serves only {served}")
 
 
 def create(session, services, proxy: Proxy, now: dt.datetime | None = None,

@@ -18,7 +18,8 @@ def test_an_address_is_found_in_any_written_form(services):
     with services.factory() as session:
         for form in ("ana.lopez@example.com", " Ana.Lopez@EXAMPLE.com "):
             assert patients.patient_with_address(session, form) == "1001"
-        assert patients.patient_with_address(session, "Ana.Lopez@example.com", "1001") is None
+        assert patients.patient_with_address(session, "Ana.Lopez@example.com",
+                                             "1001") is None
         assert patients.patient_with_address(session, "ana.lopez@example.com", "1002") == "1001"
         assert patients.proxy_with_address(session, "MOM@Example.NET") == proxy
         assert patients.proxy_with_address(session, "ana.lopez@example.com") is None

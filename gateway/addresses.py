@@ -20,14 +20,27 @@ def new_token() -> str:
     return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
 
 
+class AddressUnusable(ValueError):
+    """Not a valid address; the message says why (email-validator's words)."""
+
+
+def checked(address: str, check_deliverability: bool = False) -> str:
+    """Normalised lowercase form of a mailbox; AddressUnusable if it is not a valid address
+    (with `check_deliverability`, also when its domain takes no mail)."""
+    try:
+        info = validate_email(address.strip(), check_deliverability=check_deliverability,
+                              allow_smtputf8=True)
+    except (EmailNotValidError, ValueError, TypeError) as e:
+        raise AddressUnusable(str(e)) from None
+    return info.normalized.lower()
+
+
 def normalize(address: str) -> str | None:
     """Normalised lowercase form of a mailbox, or None if it is not a valid address."""
     try:
-        info = validate_email(address.strip(), check_deliverability=False,
-                              allow_smtputf8=True)
-    except (EmailNotValidError, ValueError, TypeError):
+        return checked(address)
+    except AddressUnusable:
         return None
-    return info.normalized.lower()
 
 
 @dataclass(frozen=True)

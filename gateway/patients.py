@@ -1,21 +1,19 @@
 """The patient directory: look-ups, roster import, status changes."""
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit
+from gateway import audit, roster_csv
 from gateway.addresses import normalize
 from gateway.language import normalize_code
 from gateway.models import Patient, Proxy, address_index
 
 log = logging.getLogger("gateway.patients")
+ImportReport = roster_csv.ImportReport
 
 STATUSES = ("roster", "invited", "active", "suspended")
 COLUMNS = ("account_number", "first_name", "last_name", "email", "state")
@@ -36,24 +34,39 @@ def by_email(session: Session, address: str | None) -> Patient | None:
     return session.scalar(select(Patient).where(Patient.email_index == index))
 
 
+# -- one address belongs to one person (a patient or a proxy) ---------------------------
+def patient_with_address(session: Session, address: str | None,
+                         other_than: str | None = None) -> str | None:
+    """The account of the patient who has this address (but account `other_than`)."""
+    index = address_index(address)
+    if not index:
+        return None
+    q = select(Patient.account_number).where(Patient.email_index == index)
+    if other_than is not None:
+        q = q.where(Patient.account_number != other_than)
+    return session.scalar(q.limit(1))
+
+
+def proxy_with_address(session: Session, address: str | None) -> int | None:
+    """The id of a proxy who has this address (the oldest row)."""
+    index = address_index(address)
+    if not index:
+        return None
+    return session.scalar(select(Proxy.id).where(Proxy.email_index == index)
+                          .order_by(Proxy.id).limit(1))
+
+
 def set_email(session: Session, patient: Patient, address: str | None) -> None:
     """Give `patient` this address (None: none); AddressTaken if another patient has it."""
-    index = address_index(address)
-    if index:
-        other = session.scalar(select(Patient.account_number).where(
-            Patient.email_index == index, Patient.id != patient.id))
-        if other is not None:
-            raise AddressTaken(f"the address belongs to patient {other} already")
+    other = patient_with_address(session, address, patient.account_number)
+    if other is not None:
+        raise AddressTaken(f"the address belongs to patient {other} already")
     patient.email = normalize(address) if address else None  # sets email_index too
 
 
 def address_clash(session: Session, patient: Patient) -> str | None:
     """The account of another patient with the same address, if any."""
-    index = address_index(patient.email)
-    if not index:
-        return None
-    return session.scalar(select(Patient.account_number).where(
-        Patient.email_index == index, Patient.id != patient.id).limit(1))
+    return patient_with_address(session, patient.email, patient.account_number)
 
 
 def fill_email_index(session: Session) -> int:
@@ -88,14 +101,6 @@ def is_admissible(patient: Patient | None, allowed_states) -> bool:
     return (patient is not None and patient.status == "active"
             and patient.state.upper() in {s.upper() for s in allowed_states}
             and not patient.undeliverable)
-
-
-@dataclass
-class ImportReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _row_error(row: dict) -> str | None:
@@ -134,13 +139,9 @@ def import_roster(session: Session, text: str, actor: str = "cli",
     `progress(done, total)` is called every 500 rows and at the end."""
     report = ImportReport()
     total = max(text.count("\n") - 1, 0)
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    absent = [c for c in COLUMNS if c not in header]
-    if absent:
-        report.errors.append((1, f"header lacks column(s): {', '.join(absent)}"))
+    reader = roster_csv.reader(text, COLUMNS, report)
+    if reader is None:
         return report
-    reader.fieldnames = header
     seen: set[str] = set()
     for row in reader:
         line = reader.line_num
@@ -167,15 +168,12 @@ def import_roster(session: Session, text: str, actor: str = "cli",
 
 def _address_clash(session: Session, acct: str, row: dict) -> str | None:
     """One address, one patient: the problem if another account already has it."""
-    index = address_index((row.get("email") or "").strip())
-    if not index:
-        return None
-    other = session.scalar(select(Patient.account_number).where(
-        Patient.email_index == index, Patient.account_number != acct).limit(1))
+    address = (row.get("email") or "").strip()
+    other = patient_with_address(session, address, acct)
     if other is not None:
         return f"the address of account {acct} belongs to patient {other} already " \
                "(one address, one patient)"
-    proxy = session.scalar(select(Proxy.id).where(Proxy.email_index == index).limit(1))
+    proxy = proxy_with_address(session, address)
     if proxy is not None:
         return f"the address of account {acct} is the address of proxy {proxy}; a patient " \
                "and a proxy cannot share an address"
@@ -200,17 +198,13 @@ def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> No
         report.added += 1
         audit.record(session, actor, "patient.imported", "patient", acct, patient.id)
         return
-    changed = {k: v for k, v in values.items() if getattr(patient, k) != v}
+    changed = roster_csv.update(patient, values, report)
     if not changed:
-        report.unchanged += 1
         return
-    for k, v in changed.items():
-        setattr(patient, k, v)
     if "email" in changed:  # a corrected address is worth trying again
         patient.undeliverable, patient.hard_bounces = False, 0
-    report.updated += 1
     audit.record(session, actor, "patient.updated", "patient", acct, patient.id,
-                 fields=sorted(changed))
+                 fields=changed)
 
 
 def set_status(session: Session, patient: Patient, status: str, actor: str,

@@ -12,16 +12,14 @@ re-import does not bring it back.
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
-from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import audit
+from gateway import audit, roster_csv
+from gateway.patients import patient_with_address
 from gateway.auth.strict import strict_normalize
 from gateway.classification import CATEGORIES
 from gateway.clock import utcnow
@@ -32,14 +30,7 @@ STATUSES = ("roster", "invited", "active", "revoked")
 MAX_NAME = 100
 _RELATION = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+){0,4}$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-@dataclass
-class ImportReport:
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
+ImportReport = roster_csv.ImportReport
 
 
 def parse_scope(text: str | None) -> tuple[str, ...] | None:
@@ -92,13 +83,9 @@ def row_error(row: dict) -> str | None:
 
 def import_proxies(session: Session, text: str, actor: str = "cli") -> ImportReport:
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    absent = [c for c in COLUMNS if c not in header]
-    if absent:
-        report.errors.append((1, f"header lacks column(s): {', '.join(absent)}"))
+    reader = roster_csv.reader(text, COLUMNS, report)
+    if reader is None:
         return report
-    reader.fieldnames = header
     seen: set[tuple[str, str]] = set()
     for row in reader:
         line = reader.line_num
@@ -119,8 +106,7 @@ def _database_error(session: Session, row: dict, seen: set) -> str | None:
     patient = session.scalar(select(Patient).where(Patient.account_number == account))
     if patient is None:
         return f"no patient with account {account[:64]} in the roster (import it first)"
-    owner = session.scalar(select(Patient.account_number).where(
-        Patient.email_index == address_index(address)))
+    owner = patient_with_address(session, address)
     if owner is not None:
         return f"the address is patient {owner}'s own address; a proxy needs an address " \
                "of its own"
@@ -145,15 +131,10 @@ def _upsert(session: Session, row: dict, report: ImportReport, actor: str) -> No
         report.added += 1
         audit.record(session, actor, "proxy.imported", "proxy", proxy.id, patient.id)
         return
-    changed = {k: v for k, v in values.items() if getattr(proxy, k) != v}
-    if not changed:
-        report.unchanged += 1
-        return
-    for key, value in changed.items():
-        setattr(proxy, key, value)
-    report.updated += 1
-    audit.record(session, actor, "proxy.updated", "proxy", proxy.id, patient.id,
-                 fields=sorted(changed))
+    changed = roster_csv.update(proxy, values, report)
+    if changed:
+        audit.record(session, actor, "proxy.updated", "proxy", proxy.id, patient.id,
+                     fields=changed)
 
 
 # -- look-ups ---------------------------------------------------------------------------

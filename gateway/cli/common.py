@@ -145,6 +145,27 @@ def err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def read_import_file(name: str):
+    """(path, text) of a CSV to import (UTF-8, a byte-order mark dropped); CommandError if
+    it cannot be read."""
+    from pathlib import Path
+    path = Path(name)
+    try:
+        return path, path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"{path}: cannot read: {e}") from None
+
+
+def print_import_report(path, report) -> int:
+    """An import's report: each rejected row as FILE:LINE: problem on stderr, then the
+    counts; returns the exit code (1 when a row was rejected)."""
+    for line, problem in report.errors:
+        err(f"{path}:{line}: {problem}")
+    print(f"{path}: {report.added} added, {report.updated} updated, "
+          f"{report.unchanged} unchanged, {len(report.errors)} rejected")
+    return 1 if report.errors else 0
+
+
 class Progress:
     """A progress bar on stderr while a long command runs, only when stderr is a terminal.
     Use as a context manager; call it as progress(done, total)."""

@@ -1,10 +1,8 @@
 """patients import | list | activate | suspend | reinstate."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from gateway.cli.common import (CommandError, Progress, add_config, add_json, err, output,
-                                services_from)
+from gateway.cli.common import (CommandError, Progress, add_config, add_json, output,
+                                print_import_report, read_import_file, services_from)
 
 # gateway.patients.STATUSES, repeated here so that --help need not import the models.
 STATUSES = ("roster", "invited", "active", "suspended")
@@ -37,20 +35,12 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
-    path = Path(args.csv)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CommandError(f"{path}: cannot read: {e}") from None
+    path, text = read_import_file(args.csv)
     from gateway import patients
     services = services_from(args)
     with services.transaction() as session, Progress("importing") as progress:
         report = patients.import_roster(session, text, progress=progress)
-    for line, problem in report.errors:
-        err(f"{path}:{line}: {problem}")
-    print(f"{path}: {report.added} added, {report.updated} updated, "
-          f"{report.unchanged} unchanged, {len(report.errors)} rejected")
-    return 1 if report.errors else 0
+    return print_import_report(path, report)
 
 
 def cmd_list(args) -> int:

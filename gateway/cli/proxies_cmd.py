@@ -1,10 +1,8 @@
 """proxies import | list | revoke | invite: parents, guardians and caregivers."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from gateway.cli.common import (CommandError, add_config, add_json, err, output,
-                                services_from)
+from gateway.cli.common import (CommandError, add_config, add_json, output,
+                                print_import_report, read_import_file, services_from)
 
 
 def register(sub) -> None:
@@ -32,11 +30,7 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
-    path = Path(args.csv)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise CommandError(f"{path}: cannot read: {e}") from None
+    path, text = read_import_file(args.csv)
     from gateway import proxies
     services = services_from(args)
     try:
@@ -44,11 +38,7 @@ def cmd_import(args) -> int:
             report = proxies.import_proxies(session, text)
     finally:
         services.close()
-    for line, problem in report.errors:
-        err(f"{path}:{line}: {problem}")
-    print(f"{path}: {report.added} added, {report.updated} updated, "
-          f"{report.unchanged} unchanged, {len(report.errors)} rejected")
-    return 1 if report.errors else 0
+    return print_import_report(path, report)
 
 
 def cmd_list(args) -> int:

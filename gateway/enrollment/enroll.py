@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 
-from gateway import audit, patients, proxies
+from gateway import audit
 from gateway.enrollment import invites, passwords
-from gateway.models import Patient, Proxy
+from gateway.models import Patient
 
 log = logging.getLogger("gateway.enrollment")
 
@@ -83,8 +83,7 @@ def link_is_proxy(services, token: str | None) -> bool:
 
 def _party_state(session, inv) -> str | None:
     """A CLOSED key when the invited party can no longer enroll, else None."""
-    party = session.get(Patient, inv.patient_id) if inv.proxy_id is None \
-        else session.get(Proxy, inv.proxy_id)
+    party = invites.party_of(session, inv).row
     if party.status not in ("invited", "roster"):
         return "used" if party.status == "active" else "unavailable"
     if inv.proxy_id is not None and session.get(Patient, inv.patient_id).status == "suspended":
@@ -157,37 +156,25 @@ def enroll(services, token: str | None, form: Form, terms_version: str,
         errors.update(_field_errors(form, terms_version))
         if errors:
             return Outcome(errors=errors)
-        if inv.proxy_id is not None:
-            proxy = session.get(Proxy, inv.proxy_id)
-            _complete_proxy(session, inv, proxy, form, terms_version, now)
-            return Outcome(email=proxy.email)
-        _complete(session, inv, patient, form, terms_version, now)
-        return Outcome(email=patient.email)
+        party = invites.party_of(session, inv)
+        _complete(session, inv, party, form, terms_version, now)
+        return Outcome(email=party.row.email)
 
 
-def _complete(session, inv, patient: Patient, form: Form, terms_version: str, now) -> None:
-    patient.password_hash = _hasher.hash(form.password)
-    patient.terms_version, patient.terms_accepted_at = terms_version, now
-    patients.set_status(session, patient, "active", "enrollment")
+def _complete(session, inv, party: invites.Party, form: Form, terms_version: str,
+              now) -> None:
+    """The party's own password and terms, active, its other live links voided; a proxy's
+    enrollment leaves the patient as it was."""
+    row = party.row
+    row.password_hash = _hasher.hash(form.password)
+    row.terms_version, row.terms_accepted_at = terms_version, now
+    party.set_status(session, "active", "enrollment")
     invites.end(session, inv, "used", now, "enrollment", terms_version=terms_version)
-    for other in invites.live_invites(session, patient.id):
+    for other in party.live_invites(session):
         if other.id != inv.id:
             invites.end(session, other, "void", now, "enrollment", reason="enrolled")
-    audit.record(session, "enrollment", "patient.enrolled", "patient",
-                 patient.account_number, patient.id, invite_id=inv.id,
+    audit.record(session, "enrollment", f"{party.kind}.enrolled", party.kind,
+                 party.audit_id, party.patient_id, invite_id=inv.id,
                  terms_version=terms_version)
-    log.info("enrollment completed", extra={"invite_id": inv.id, "patient_id": patient.id})
-
-
-def _complete_proxy(session, inv, proxy: Proxy, form: Form, terms_version: str, now) -> None:
-    """A proxy's enrollment: its own password and terms; the patient is left as it was."""
-    proxy.password_hash = _hasher.hash(form.password)
-    proxy.terms_version, proxy.terms_accepted_at = terms_version, now
-    proxies.set_status(session, proxy, "active", "enrollment")
-    invites.end(session, inv, "used", now, "enrollment", terms_version=terms_version)
-    for other in invites.live_proxy_invites(session, proxy.id):
-        if other.id != inv.id:
-            invites.end(session, other, "void", now, "enrollment", reason="enrolled")
-    audit.record(session, "enrollment", "proxy.enrolled", "proxy", proxy.id,
-                 proxy.patient_id, invite_id=inv.id, terms_version=terms_version)
-    log.info("proxy enrollment completed", extra={"invite_id": inv.id, "proxy_id": proxy.id})
+    log.info("proxy enrollment completed" if party.is_proxy else "enrollment completed",
+             extra={"invite_id": inv.id, f"{party.kind}_id": row.id})

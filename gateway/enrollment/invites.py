@@ -20,14 +20,14 @@ import logging
 import secrets
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session
 
 from gateway import audit, outbox, patients
+from gateway.addresses import AddressUnusable, checked
 from gateway.clock import utcnow
 from gateway.language import patient_language
-from gateway.models import Invite, Patient, Proxy, address_index
+from gateway.models import Invite, Patient, Proxy
 
 log = logging.getLogger("gateway.invites")
 
@@ -61,11 +61,9 @@ def reminder_time(created: dt.datetime, expires: dt.datetime) -> dt.datetime:
 # -- checks --------------------------------------------------------------------------
 def checked_address(address: str, check_deliverability: bool = False) -> str:
     try:
-        info = validate_email(address.strip(), check_deliverability=check_deliverability,
-                              allow_smtputf8=True)
-    except (EmailNotValidError, ValueError, TypeError) as e:
+        return checked(address, check_deliverability)
+    except AddressUnusable as e:
         raise InviteRefused(f"address {address!r} is not usable: {e}") from None
-    return info.normalized.lower()
 
 
 def check_patient(cfg, patient: Patient | None, account: str) -> None:
@@ -76,10 +74,16 @@ def check_patient(cfg, patient: Patient | None, account: str) -> None:
         raise InviteRefused(f"patient {account} is already enrolled (active)")
     if patient.status == "suspended":
         raise InviteRefused(f"patient {account} is suspended; reinstate them instead")
-    allowed = {s.upper() for s in cfg.policy.allowed_states}
-    if patient.state.upper() not in allowed:
+    served = states_served_elsewhere(cfg, patient)
+    if served:
         raise InviteRefused(f"patient {account} lives in {patient.state}; the portal serves "
-                            f"only patients living in {', '.join(sorted(allowed))}")
+                            f"only patients living in {served}")
+
+
+def states_served_elsewhere(cfg, patient: Patient) -> str | None:
+    """The states the portal serves, in words, when `patient` lives in none of them."""
+    allowed = {s.upper() for s in cfg.policy.allowed_states}
+    return None if patient.state.upper() in allowed else ", ".join(sorted(allowed))
 
 
 def _address_for(session: Session, patient: Patient, email: str | None,
@@ -92,17 +96,59 @@ def _address_for(session: Session, patient: Patient, email: str | None,
                             "undeliverable (give a corrected one with --email)")
     address = checked_address(email if email is not None else patient.email,
                               check_deliverability)
-    other = session.scalar(select(Patient.account_number).where(
-        Patient.email_index == address_index(address), Patient.id != patient.id))
+    other = patients.patient_with_address(session, address, patient.account_number)
     if other is not None:
         raise InviteRefused(f"address {address} already belongs to patient {other}; "
                             "each patient needs an address of their own")
-    proxy = session.scalar(select(Proxy.id).where(
-        Proxy.email_index == address_index(address)).limit(1))
+    proxy = patients.proxy_with_address(session, address)
     if proxy is not None:
         raise InviteRefused(f"address {address} is the address of proxy {proxy}; a patient "
                             "needs an address of their own")
     return address
+
+
+# -- whom an invite is for ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Party:
+    """Whom an invite is for: the patient, or a proxy writing for the patient.  Invite,
+    reminder, expiry and enrollment are one flow for both; these are its differences."""
+    row: Patient | Proxy
+
+    @property
+    def is_proxy(self) -> bool:
+        return isinstance(self.row, Proxy)
+
+    @property
+    def kind(self) -> str:
+        """'patient' or 'proxy': the audit object type and the prefix of its actions."""
+        return "proxy" if self.is_proxy else "patient"
+
+    @property
+    def audit_id(self):
+        return self.row.id if self.is_proxy else self.row.account_number
+
+    @property
+    def patient_id(self) -> int:
+        return self.row.patient_id if self.is_proxy else self.row.id
+
+    def set_status(self, session: Session, status: str, actor: str) -> None:
+        if self.is_proxy:
+            from gateway import proxies
+            proxies.set_status(session, self.row, status, actor)
+        else:
+            patients.set_status(session, self.row, status, actor)
+
+    def live_invites(self, session: Session) -> list[Invite]:
+        """The party's own live invites (a patient's are not its proxies')."""
+        if self.is_proxy:
+            return live_proxy_invites(session, self.row.id)
+        return live_invites(session, self.row.id)
+
+
+def party_of(session: Session, invite: Invite) -> Party:
+    if invite.proxy_id is not None:
+        return Party(session.get(Proxy, invite.proxy_id))
+    return Party(session.get(Patient, invite.patient_id))
 
 
 # -- creating ------------------------------------------------------------------------
@@ -111,27 +157,36 @@ def create(session: Session, services, patient: Patient, email: str | None = Non
            check_deliverability: bool = False) -> tuple[Invite, str]:
     """Check, void older invites, store a new one and queue its mail; returns (invite, raw
     token).  The caller commits (and then calls services.committed())."""
-    cfg = services.cfg
-    check_patient(cfg, patient, patient.account_number)
+    check_patient(services.cfg, patient, patient.account_number)
     address = _address_for(session, patient, email, check_deliverability)
     now = now or utcnow()
     if address != patient.email:
         patient.email, patient.undeliverable, patient.hard_bounces = address, False, 0
         audit.record(session, actor, "patient.updated", "patient", patient.account_number,
                      patient.id, fields=["email"])
-    for old in live_invites(session, patient.id):
+    return issue(session, services, Party(patient), patient, address, now, actor)
+
+
+def issue(session: Session, services, party: Party, patient: Patient, address: str,
+          now: dt.datetime, actor: str) -> tuple[Invite, str]:
+    """After the checks: void the party's earlier live invites (their links stop working),
+    store a new live one for `address`, make the party invited and queue the invite mail.
+    Returns (invite, raw token); the caller commits."""
+    for old in party.live_invites(session):
         end(session, old, "void", now, actor, reason="resent")
     token = new_token()
-    expires = now + dt.timedelta(days=cfg.policy.invite_lifetime_days)
-    invite = Invite(patient_id=patient.id, email=address, token_hash=hash_token(token),
-                    state="live", created_at=now, expires_at=expires,
-                    remind_at=reminder_time(now, expires), created_by=actor)
+    expires = now + dt.timedelta(days=services.cfg.policy.invite_lifetime_days)
+    invite = Invite(patient_id=patient.id, proxy_id=party.row.id if party.is_proxy else None,
+                    email=address, token_hash=hash_token(token), state="live",
+                    created_at=now, expires_at=expires, remind_at=reminder_time(now, expires),
+                    created_by=actor)
     session.add(invite)
     session.flush()
-    if patient.status != "invited":
-        patients.set_status(session, patient, "invited", actor)
+    if party.row.status != "invited":
+        party.set_status(session, "invited", actor)
     _queue_mail(session, services, "invite", invite, patient, token)
-    audit.record(session, actor, "invite.sent", "invite", invite.id, patient.id,
+    detail = {"proxy": party.row.id} if party.is_proxy else {}
+    audit.record(session, actor, "invite.sent", "invite", invite.id, patient.id, **detail,
                  expires_at=expires.isoformat())
     log.info("invite queued", extra={"invite_id": invite.id, "patient_id": patient.id})
     return invite, token
@@ -241,28 +296,17 @@ def status_of(invite: Invite | None, now: dt.datetime) -> str:
 
 def end(session: Session, invite: Invite, state: str, now: dt.datetime, actor: str,
         **detail) -> None:
-    """End a live invite; an invited patient left without a live invite returns to roster."""
+    """End a live invite; an invited party left without a live invite returns to roster."""
     assert state in ENDED
     invite.state, invite.ended_at, invite.remind_at = state, now, None
     audit.record(session, actor, f"invite.{state}", "invite", invite.id, invite.patient_id,
                  **detail)
     if state == "used":
         return
-    if invite.proxy_id is not None:
-        _proxy_back_to_roster(session, invite, actor, detail)
-        return
-    patient = session.get(Patient, invite.patient_id)
-    others = [i for i in live_invites(session, patient.id) if i.id != invite.id]
-    if patient.status == "invited" and not others and detail.get("reason") != "resent":
-        patients.set_status(session, patient, "roster", actor)
-
-
-def _proxy_back_to_roster(session, invite: Invite, actor: str, detail: dict) -> None:
-    from gateway import proxies
-    proxy = session.get(Proxy, invite.proxy_id)
-    others = [i for i in live_proxy_invites(session, proxy.id) if i.id != invite.id]
-    if proxy.status == "invited" and not others and detail.get("reason") != "resent":
-        proxies.set_status(session, proxy, "roster", actor)
+    party = party_of(session, invite)
+    others = [i for i in party.live_invites(session) if i.id != invite.id]
+    if party.row.status == "invited" and not others and detail.get("reason") != "resent":
+        party.set_status(session, "roster", actor)
 
 
 # -- the sweep -----------------------------------------------------------------------
@@ -295,7 +339,7 @@ def sweep(services, now: dt.datetime, batch: int = 500) -> int:
 def _remind(session, services, inv: Invite, now: dt.datetime) -> int:
     patient = session.get(Patient, inv.patient_id)
     inv.remind_at = None
-    party = patient if inv.proxy_id is None else session.get(Proxy, inv.proxy_id)
+    party = party_of(session, inv).row
     if party.status != "invited":  # activated, suspended or revoked meanwhile
         end(session, inv, "void", now, "sweeper", reason=f"status {party.status}")
         return 0

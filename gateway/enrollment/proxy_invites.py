@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway import audit, proxies
+from gateway import proxies
 from gateway.clock import utcnow
 from gateway.enrollment import invites
 from gateway.enrollment.invites import InviteRefused
@@ -22,36 +22,20 @@ def check_proxy(cfg, proxy: Proxy, patient: Patient) -> None:
         raise InviteRefused(f"{label} is already enrolled (active)")
     if patient.status == "suspended":
         raise InviteRefused(f"{label}'s patient {patient.account_number} is suspended")
-    allowed = {s.upper() for s in cfg.policy.allowed_states}
-    if patient.state.upper() not in allowed:
+    served = invites.states_served_elsewhere(cfg, patient)
+    if served:
         raise InviteRefused(f"{label}'s patient {patient.account_number} lives in "
-                            f"{patient.state}; the portal serves only {', '.join(sorted(allowed))}")
+                            f"{patient.state}; the portal serves only {served}")
 
 
 def create(session, services, proxy: Proxy, now: dt.datetime | None = None,
            actor: str = "cli") -> tuple[Invite, str]:
     """Void the proxy's older invites, store a new one and queue its mail; the caller
     commits.  Returns (invite, raw token); raises InviteRefused."""
-    cfg = services.cfg
     patient = session.get(Patient, proxy.patient_id)
-    check_proxy(cfg, proxy, patient)
-    now = now or utcnow()
-    for old in invites.live_proxy_invites(session, proxy.id):
-        invites.end(session, old, "void", now, actor, reason="resent")
-    token = invites.new_token()
-    expires = now + dt.timedelta(days=cfg.policy.invite_lifetime_days)
-    invite = Invite(patient_id=patient.id, proxy_id=proxy.id, email=proxy.email,
-                    token_hash=invites.hash_token(token), state="live", created_at=now,
-                    expires_at=expires, remind_at=invites.reminder_time(now, expires),
-                    created_by=actor)
-    session.add(invite)
-    session.flush()
-    if proxy.status != "invited":
-        proxies.set_status(session, proxy, "invited", actor)
-    invites._queue_mail(session, services, "invite", invite, patient, token)
-    audit.record(session, actor, "invite.sent", "invite", invite.id, patient.id,
-                 proxy=proxy.id, expires_at=expires.isoformat())
-    return invite, token
+    check_proxy(services.cfg, proxy, patient)
+    return invites.issue(session, services, invites.Party(proxy), patient, proxy.email,
+                         now or utcnow(), actor)
 
 
 def invite(services, key: str, actor: str = "cli") -> list[Invite]:

@@ -121,8 +121,8 @@ def terms_version(env: jinja2.Environment, context: dict, lang: str = "en") -> s
 def _render(request: web.Request, name: str, status: int = 200, lang: str = "en",
             **ctx) -> web.Response:
     services, env = request.app[SERVICES], request.app[PAGES]
-    context = localize({**_practice(services), "lang": lang, **ctx}, lang,
-                       services.cfg.practice.timezone)
+    context = localize({**_practice(services), "lang": lang, "text": wording.page_text(lang),
+                        **ctx}, lang, services.cfg.practice.timezone)
     context.setdefault("terms_version", terms_version(env, context))
     html = page_template(env, name, lang).render(**context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

@@ -1,4 +1,9 @@
-"""The enrollment page's messages in the page's language.
+"""The enrollment page's words and messages in the page's language.
+
+``PAGE_TEXT`` holds the words of the one enrollment page template (templates/pages/
+enroll.html) in each language; ``page_text(lang)`` gives them, English when the language
+has none.  A practice that wants other words can still put its own
+templates/pages/<lang>/enroll.html beside it (gateway.enrollment.web.page_template).
 
 The checks in gateway.enrollment.enroll (and the CSRF refusal in web.py) word their
 messages in English; this module gives each one in another language, matched by its
@@ -53,6 +58,67 @@ _ES = [
      "No pudimos verificar este formulario (estaba abierto en otra ventana o las cookies "
      "están bloqueadas). Llénelo otra vez y envíelo."),
 ]
+PAGE_TEXT = {
+    "en": {
+        "title": "Enroll in the patient portal",
+        "heading": "Enroll in the {practice} patient portal",
+        "emergency": "In an emergency, call 911.",
+        "emergency_more": "The portal is not for emergencies or time-sensitive matters.",
+        "office": "Office:",
+        "correct_one": "Please correct this:",
+        "correct_many": "Please correct these {count} things:",
+        "intro": "To write to our care team by email, confirm your account number, choose a "
+                 "password and accept the portal terms.",
+        "intro_proxy": "You were invited to write to our care team for a patient you care "
+                       "for. Enter the patient's account number, choose a password of your "
+                       "own and accept the portal terms.",
+        "account": "Patient account number",
+        "account_hint": "It is printed on your statements from the practice.",
+        "account_proxy": "The patient's account number",
+        "account_hint_proxy": "It is printed on the patient's statements from the practice.",
+        "password": "New password",
+        "password_hint": "At least 12 characters. A few unrelated words make a strong "
+                         "password that is easy to remember.",
+        "confirm": "Type the new password again",
+        "agree": "I have read the portal terms (version {version}) and I agree to them.",
+        "submit": "Enroll",
+    },
+    "es": {
+        "title": "Inscríbase en el portal del paciente",
+        "heading": "Inscríbase en el portal del paciente de {practice}",
+        "emergency": "En caso de emergencia, llame al 911.",
+        "emergency_more": "El portal no es para emergencias ni para asuntos que no pueden "
+                          "esperar.",
+        "office": "Consultorio:",
+        "correct_one": "Corrija lo siguiente:",
+        "correct_many": "Corrija estos {count} puntos:",
+        "intro": "Para escribirle a nuestro equipo de atención médica por correo "
+                 "electrónico, confirme su número de cuenta, elija una contraseña y acepte "
+                 "las condiciones del portal.",
+        "intro_proxy": "Le invitamos a escribirle a nuestro equipo de atención médica en "
+                       "nombre de un paciente a su cargo. Escriba el número de cuenta del "
+                       "paciente, elija una contraseña propia y acepte las condiciones del "
+                       "portal.",
+        "account": "Número de cuenta de paciente",
+        "account_hint": "Aparece en los estados de cuenta que le envía el consultorio.",
+        "account_proxy": "Número de cuenta del paciente",
+        "account_hint_proxy": "Aparece en los estados de cuenta del paciente que envía el "
+                              "consultorio.",
+        "password": "Contraseña nueva",
+        "password_hint": "Al menos 12 caracteres. Unas cuantas palabras que no tengan "
+                         "relación entre sí forman una contraseña segura y fácil de recordar.",
+        "confirm": "Escriba otra vez la contraseña nueva",
+        "agree": "Leí las condiciones del portal (versión {version}) y las acepto.",
+        "submit": "Inscribirme",
+    },
+}
+
+
+def page_text(lang: str) -> dict[str, str]:
+    """The enrollment page's words in LANG (English when LANG has none)."""
+    return PAGE_TEXT.get(lang, PAGE_TEXT["en"])
+
+
 MESSAGES = {"es": [(re.compile(p, re.DOTALL), t) for p, t in _ES]}
 CLOSED_TEXT = {"en": CLOSED, "es": CLOSED_ES}
 

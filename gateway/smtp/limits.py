@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 
 from gateway import outbox
 from gateway.decisions import MIME_TOO_DEEP, MIME_TOO_MANY_PARTS, Reject  # noqa: F401
-from gateway.models import Message, NoticeSent, Patient, utcnow
+from gateway.models import Message, Patient, utcnow
+from gateway.notice_claims import claim_notice
 
 log = logging.getLogger("gateway.smtp")
 
@@ -147,20 +147,10 @@ def patient_rate(ctx) -> None:
 
 def alert_abuse(services, patient_id: int, count: int, session) -> None:
     """One abuse alert per patient and clock hour to the triage address (via the outbox)."""
-    now = utcnow()
     triage = services.cfg.routing.triage
-    mark = NoticeSent(address=triage.lower(), reason=f"abuse-rate:{patient_id}:"
-                      f"{now:%Y%m%d%H}", day=now.strftime("%Y-%m-%d"))
-    if session.scalar(select(NoticeSent.id).where(NoticeSent.address == mark.address,
-                                                  NoticeSent.reason == mark.reason,
-                                                  NoticeSent.day == mark.day)):
-        return
+    if not claim_notice(session, triage, f"abuse-rate:{patient_id}", per_hour=True):
+        return  # this hour's alert went out already (from this or another session)
     patient = session.get(Patient, patient_id)
-    try:
-        with session.begin_nested():
-            session.add(mark)
-    except IntegrityError:
-        return  # another session sent this hour's alert
     s = services
     try:
         msg = s.notices.build(

@@ -12,12 +12,8 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from gateway import audit, metrics, outbox
-from gateway.clock import utcnow
-from gateway.models import NoticeSent
+from gateway.notice_claims import claim_notice
 from gateway.auth.verdict import Verdict, from_upstream, verify
 from gateway.decisions import Reject
 
@@ -82,7 +78,8 @@ def security_alert(services, patient_id: int, account: str, verdict: Verdict,
         s = services
         audit.record(session, "auth", "message.spoofing", "patient", account, patient_id,
                      verdict=verdict.detail, sha256=raw_sha256)
-        if not first_this_hour(session, s.cfg.routing.security, f"spoof:{patient_id}"):
+        if not claim_notice(session, s.cfg.routing.security, f"spoof:{patient_id}",
+                            per_hour=True):
             return
         msg = s.notices.build(
             "security_alert", sender=s.addresses.header_address("Portal Gateway",
@@ -93,20 +90,3 @@ def security_alert(services, patient_id: int, account: str, verdict: Verdict,
         outbox.enqueue(session, s.addresses, msg, s.cfg.routing.security, "security_alert",
                        None, patient_id)
     return queue
-
-
-def first_this_hour(session, address: str, key: str) -> bool:
-    """Claims the (address, key, hour) mark; False when it was claimed already."""
-    now = utcnow()
-    mark = NoticeSent(address=address.lower(), reason=f"{key}:{now:%Y%m%d%H}"[:64],
-                      day=now.strftime("%Y-%m-%d"))
-    if session.scalar(select(NoticeSent.id).where(NoticeSent.address == mark.address,
-                                                  NoticeSent.reason == mark.reason,
-                                                  NoticeSent.day == mark.day)):
-        return False
-    try:
-        with session.begin_nested():
-            session.add(mark)
-    except IntegrityError:
-        return False
-    return True

@@ -20,9 +20,9 @@ from gateway.clock import utcnow
 from gateway.decisions import REFUSED_SENDER, Reject
 from gateway.language import patient_language
 from gateway.models import Patient
+from gateway.notice_claims import claim_notice
 from gateway.proxy_scope import decide
 from gateway.steps.classify import subject_of
-from gateway.steps.refusal_notice import once_today
 
 WHICH_PATIENT = "proxy-which-patient"
 
@@ -95,7 +95,7 @@ def which_patient_notice(services, address: str):
     def queue(session) -> None:
         from gateway import outbox
         from gateway.steps.acknowledge import practice_context
-        if not once_today(session, address, WHICH_PATIENT):
+        if not claim_notice(session, address, WHICH_PATIENT):
             return
         s = services
         rows = proxies.by_address(session, address)

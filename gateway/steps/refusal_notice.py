@@ -1,19 +1,16 @@
 """The specific reason for a refusal, mailed to the sender's own address (never said at SMTP).
 
 Only for a sender that passed authentication, and at most once per address, reason and day
-(the ``notices_sent`` table; a race between instances is settled by its unique key).
+(gateway.notice_claims).
 """
 from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from gateway import outbox
-from gateway.clock import utcnow
 from gateway.language import patient_language
-from gateway.models import NoticeSent, Patient
+from gateway.models import Patient
+from gateway.notice_claims import claim_notice
 from gateway.steps.acknowledge import practice_context
 
 log = logging.getLogger("gateway.refusal")
@@ -39,27 +36,10 @@ def refusal_reason(patient, allowed_states) -> str | None:
     return None
 
 
-def once_today(session, address: str, reason: str) -> bool:
-    """Claims today's (address, reason) mark; False when it was claimed already (by this
-    or another instance)."""
-    mark = NoticeSent(address=address.lower(), reason=reason,
-                      day=utcnow().strftime("%Y-%m-%d"))
-    if session.scalar(select(NoticeSent.id).where(
-            NoticeSent.address == mark.address, NoticeSent.reason == reason,
-            NoticeSent.day == mark.day)):
-        return False
-    try:
-        with session.begin_nested():
-            session.add(mark)
-    except IntegrityError:
-        return False
-    return True
-
-
 def reason_notice(services, patient_id: int, address: str, reason: str):
     """A follow-up f(session) that queues the notice unless one went out today."""
     def queue(session) -> None:
-        if not once_today(session, address, reason):
+        if not claim_notice(session, address, reason):
             return
         patient = session.get(Patient, patient_id)
         s = services

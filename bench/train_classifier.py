@@ -34,7 +34,7 @@ RULES = ROOT / "rules"
 MIN_DF = 2
 PRUNE = 0.02  # weights below this (in every class) are dropped
 MAX_WEIGHT = 100.0  # the run-time packing holds weights below 104 in size
-TARGET_RECALL = 0.98  # emergency recall the threshold must keep on the held-out split
+TARGET_RECALL = 0.99  # emergency recall the threshold must keep on the held-out split
 CONFIDENCE_GRID = (0.0, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 

@@ -187,7 +187,7 @@ def test_second_opinion_is_only_for_red_flag_rules(tmp_path):
 def test_shipped_rules_without_second_opinion_are_the_unambiguous_ones(clf):
     sure = sorted(r.id for r in clf.rules if not r.second_opinion)
     assert sure == ["emergency-anaphylaxis", "emergency-overdose-or-poisoning",
-                    "emergency-seizure", "emergency-unsafe-at-home"]
+                    "emergency-unsafe-at-home"]
 
 
 def test_red_flag_told_in_the_subject_needs_no_second_opinion(zebra_rules):

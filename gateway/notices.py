@@ -116,6 +116,17 @@ class CopiedHeaders(EmailPolicy):
             _STORED[key] = found
         return found
 
+    def fold_binary(self, name, value):
+        """A header object (kept in the caches above, so From and To are the same object
+        mail after mail) is folded once; its folded form is kept on it."""
+        if self is not OUTBOUND or not hasattr(value, "name"):
+            return super().fold_binary(name, value)
+        folded = value.__dict__.get("_portal_folded")
+        if folded is None or folded[0] != name:
+            folded = (name, super().fold_binary(name, value))
+            value.__dict__["_portal_folded"] = folded
+        return folded[1]
+
 
 OUTBOUND = CopiedHeaders()
 

@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from gateway.models import Audit
+from gateway.models import Audit, utcnow
 
 log = logging.getLogger("gateway.audit")
+_AUDIT = Audit.__table__
 
 
 def record(session: Session, actor: str, action: str, object_type: str,
            object_id=None, patient_id: int | None = None, **detail) -> None:
-    session.add(Audit(actor=actor, action=action, object_type=object_type,
-                      object_id=None if object_id is None else str(object_id),
-                      patient_id=patient_id, detail=detail or None))
+    """One audit row, written at once in SESSION's transaction (a Core statement: no
+    unit-of-work flush)."""
+    session.connection().execute(insert(_AUDIT), dict(
+        at=utcnow(), actor=actor, action=action, object_type=object_type,
+        object_id=None if object_id is None else str(object_id), patient_id=patient_id,
+        detail=detail or None))
 
 
 def refusal(services, source: str, session_id: str, reason: str, reply: str) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import io
+import secrets
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -70,6 +73,7 @@ _PARSED_ALWAYS = frozenset({"from", "to", "cc", "bcc", "sender", "subject"})
 
 _MAX_COUNT: dict[str, int | None] = {}
 _PARSED: dict[tuple[str, str], object] = {}  # header objects are immutable
+_STORED: dict[tuple[str, str], tuple] = {}  # (name, value) -> (name, header object)
 _PARSED_LIMIT = 4096
 
 
@@ -98,14 +102,51 @@ class CopiedHeaders(EmailPolicy):
         return found
 
     def header_store_parse(self, name, value):
-        if (isinstance(value, str) and "=?" not in value
-                and len(name) + 2 + len(value) <= 78
+        if not isinstance(value, str) or hasattr(value, "name"):
+            return super().header_store_parse(name, value)
+        if ("=?" not in value and len(name) + 2 + len(value) <= 78
                 and name.lower() not in _PARSED_ALWAYS and _PLAIN_VALUE.match(value)):
             return (name, value)
-        return super().header_store_parse(name, value)
+        key = (name, value)  # the same From or To again: the header object made before
+        found = _STORED.get(key)
+        if found is None:
+            found = super().header_store_parse(name, value)
+            if len(_STORED) >= _PARSED_LIMIT:
+                _STORED.clear()
+            _STORED[key] = found
+        return found
+
+    def fold_binary(self, name, value):
+        """A header object (kept in the caches above, so From and To are the same object
+        mail after mail) is folded once; its folded form is kept on it."""
+        if self is not OUTBOUND or not hasattr(value, "name"):
+            return super().fold_binary(name, value)
+        folded = value.__dict__.get("_portal_folded")
+        if folded is None or folded[0] != name:
+            folded = (name, super().fold_binary(name, value))
+            value.__dict__["_portal_folded"] = folded
+        return folded[1]
 
 
 OUTBOUND = CopiedHeaders()
+
+
+class _Generator(BytesGenerator):
+    """The library's generator, except for the multipart boundary: fifteen "=" and 20
+    random digits, which no quoted-printable or base64 body can contain (an "=" in such
+    a body is always "=3D" or padding), so the body needs no search for it (the library
+    compiles a new regular expression for every boundary)."""
+
+    @classmethod
+    def _make_boundary(cls, text=None):
+        return "=" * 15 + f"{secrets.randbits(64):020d}" + "=="
+
+
+def as_bytes(msg: EmailMessage) -> bytes:
+    """A mail built by `Notices.build` (quoted-printable parts only), serialised."""
+    out = io.BytesIO()
+    _Generator(out, mangle_from_=False, policy=msg.policy).flatten(msg, unixfrom=False)
+    return out.getvalue()
 
 
 class TemplateError(Exception):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
+from dataclasses import dataclass
 from email.message import EmailMessage
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from gateway.addresses import Addresses, new_token
@@ -16,27 +18,68 @@ from gateway.models import Outbox, Token, utcnow
 _OUTBOX, _TOKENS = Outbox.__table__, Token.__table__
 
 
-def enqueue(session: Session, addresses: Addresses, msg: EmailMessage, recipient: str,
-            kind: str, thread_id: int | None = None, patient_id: int | None = None) -> Outbox:
-    """Queue MSG for RECIPIENT; returns the row as written (detached: read its id).
+@dataclass
+class Outgoing:
+    """A mail to queue: the message (or its bytes), whom to, what kind, and why."""
+    msg: EmailMessage | bytes
+    recipient: str
+    kind: str
+    thread_id: int | None = None
+    patient_id: int | None = None
 
-    Written with Core statements (no unit-of-work flush per mail): the row, then its raw
-    bytes once the id (named in ``X-Portal-Outbox``) is known, then its bounces token."""
-    if session.new:  # the thread or patient the row points to must be in the database
+
+def enqueue(session: Session, addresses: Addresses, msg: EmailMessage | bytes,
+            recipient: str, kind: str, thread_id: int | None = None,
+            patient_id: int | None = None) -> Outbox:
+    """Queue MSG (a message, or its bytes) for RECIPIENT; returns the row as written
+    (detached: read its id)."""
+    return enqueue_many(session, addresses,
+                        [Outgoing(msg, recipient, kind, thread_id, patient_id)])[0]
+
+
+def enqueue_many(session: Session, addresses: Addresses,
+                 mails: list[Outgoing]) -> list[Outbox]:
+    """Queue MAILS in SESSION's transaction; the rows as written, in order (detached).
+
+    Core statements (no unit-of-work flush per mail): one insert of the rows with their
+    raw bytes, one of their bounces tokens.  A row's id (``X-Portal-Outbox``) is added by
+    the worker as it delivers (`stamped`), so each mail is serialised once, before its id
+    is known."""
+    if not mails:
+        return []
+    if session.new:  # the thread or patient a row points to must be in the database
         session.flush()
-    token, now = new_token(), utcnow()
-    values = dict(kind=kind, recipient=recipient.lower(),
-                  mail_from=addresses.make("bounces", token), raw=b"", state="queued",
-                  attempts=0, thread_id=thread_id, patient_id=patient_id,
-                  next_attempt_at=now, created_at=now)
+    now = utcnow()
+    tokens = [new_token() for _ in mails]
+    rows = [dict(kind=m.kind, recipient=m.recipient.lower(),
+                 mail_from=addresses.make("bounces", token),
+                 raw=m.msg if isinstance(m.msg, bytes) else m.msg.as_bytes(),
+                 state="queued", attempts=0, thread_id=m.thread_id,
+                 patient_id=m.patient_id, next_attempt_at=now, created_at=now)
+            for m, token in zip(mails, tokens)]
     conn = session.connection()
-    row_id = conn.execute(insert(_OUTBOX).returning(_OUTBOX.c.id), values).scalar_one()
-    msg["X-Portal-Outbox"] = str(row_id)
-    values.update(id=row_id, raw=msg.as_bytes())
-    conn.execute(update(_OUTBOX).where(_OUTBOX.c.id == row_id).values(raw=values["raw"]))
-    conn.execute(insert(_TOKENS), dict(token=token, purpose="bounces", outbox_id=row_id,
-                                       created_at=now))
-    return Outbox(**values)
+    if len(rows) == 1:
+        ids = [conn.execute(insert(_OUTBOX).returning(_OUTBOX.c.id), rows[0]).scalar_one()]
+    else:
+        ids = conn.execute(insert(_OUTBOX).returning(
+            _OUTBOX.c.id, sort_by_parameter_order=True), rows).scalars().all()
+    conn.execute(insert(_TOKENS), [dict(token=token, purpose="bounces", outbox_id=row_id,
+                                         created_at=now)
+                                    for token, row_id in zip(tokens, ids)])
+    return [Outbox(id=row_id, **row) for row_id, row in zip(ids, rows)]
+
+
+_STAMP = re.compile(rb"(?im)^X-Portal-Outbox:")
+
+
+def stamped(outbox_id: int, raw: bytes) -> bytes:
+    """RAW as delivered: with ``X-Portal-Outbox: ID`` as its first header (a mail queued
+    before the worker added it carries it already and is left as it is)."""
+    ends = [at for at in (raw.find(b"\n\n"), raw.find(b"\r\n\r\n")) if at >= 0]
+    if _STAMP.search(raw, 0, min(ends, default=len(raw))):
+        return raw
+    eol = b"\r\n" if raw[:raw.find(b"\n") + 1].endswith(b"\r\n") else b"\n"
+    return b"X-Portal-Outbox: %d" % outbox_id + eol + raw
 
 
 def backoff(attempts: int, base: float = 60.0, cap: float = 3600.0) -> dt.timedelta:

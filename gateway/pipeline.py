@@ -83,6 +83,7 @@ class Context:
     message: object = None
     language: object = None  # gateway.language.Choice
     verdict: tuple | None = None  # (sender, Verdict) found before the transaction
+    outgoing: list = field(default_factory=list)  # gateway.outbox.Outgoing, queued last
 
 
 # Content steps: once per message, before the transaction, no database (CPU budget).
@@ -122,6 +123,7 @@ PATIENT_STEPS = (
     proxy.audit_proxy_message,
     route.route_to_staff,
     acknowledge.acknowledge_patient,
+    acknowledge.send_outgoing,  # the mails of the steps above: one insert
 )
 
 # A staff member's answer to staff+TOKEN, relayed to the patient.
@@ -231,7 +233,8 @@ def _decide(analysed: Context, recipients: list, session) -> list[Context]:
     begin_ingest(session)  # one session serves many messages in a group commit
     contexts = []
     for local in recipients:
-        ctx = replace(analysed, session=session, local=local, budget=None)
+        ctx = replace(analysed, session=session, local=local, budget=None,
+                      outgoing=[])
         for step in CHAINS[local.purpose]:
             step(ctx)
         contexts.append(ctx)

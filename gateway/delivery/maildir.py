@@ -41,6 +41,7 @@ class MaildirDelivery:
         self.root = Path(root)
         self.host = socket.gethostname().replace("/", "_").replace(":", "_") or "localhost"
         self._unsynced: set[Path] = set()  # directories written since the last flush
+        self._made: set[Path] = set()  # folders whose tmp/new/cur exist (made or seen)
 
     async def deliver(self, outbox_id: int, created_epoch: int, mail_from: str,
                       recipient: str, raw: bytes) -> Path:
@@ -60,8 +61,17 @@ class MaildirDelivery:
               sync_dir: bool = True) -> Path:
         """Deliver one file; with SYNC_DIR false its directory waits for `flush`."""
         folder = folder_for(self.root, recipient)
-        _ensure(folder)
-        base = f"{created_epoch}.Q{outbox_id}.{self.host}"
+        if folder not in self._made or not (folder / "tmp").is_dir():
+            _ensure(folder)  # three mkdirs once per folder, not per file
+            self._made.add(folder)
+        try:
+            return self._write(folder, f"{created_epoch}.Q{outbox_id}.{self.host}", raw,
+                               sync_dir)
+        except OSError:
+            self._made.discard(folder)  # made again on the retry, should it be gone
+            raise
+
+    def _write(self, folder: Path, base: str, raw: bytes, sync_dir: bool) -> Path:
         for existing in (folder / "new" / base, *(folder / "cur").glob(base + ":*")):
             if existing.exists():  # its directory may not be synced yet (a crash)
                 self._synced(existing.parent, sync_dir)

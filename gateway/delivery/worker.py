@@ -21,17 +21,18 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 
 from gateway import audit, metrics
 from gateway.delivery.dkim_sign import make_signer
 from gateway.delivery.errors import PermanentFailure, TemporaryFailure
 from gateway.delivery import owner
 from gateway.delivery.maildir import MaildirDelivery
-from gateway.models import Outbox, Thread, utcnow
-from gateway.outbox import backoff
+from gateway.models import Audit, Outbox, Thread, utcnow
+from gateway.outbox import backoff, stamped
 
 log = logging.getLogger("gateway.outbox")
+_OUTBOX, _THREADS, _AUDIT = Outbox.__table__, Thread.__table__, Audit.__table__
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Claimed:
     mail_from: str
     recipient: str
     raw: bytes
+    patient_id: int | None = None
 
 
 def make_backend(cfg):
@@ -75,34 +77,58 @@ class OutboxWorker:
         return self.s.write(self._claim, notify=False)
 
     def _claim(self, session) -> list[Claimed]:
+        """Core statements (no ORM objects): one select of the due rows, one update
+        taking them."""
         now = utcnow()
-        q = (select(Outbox).outerjoin(Thread, Outbox.thread_id == Thread.id)
-             .where(Outbox.state == "queued", Outbox.next_attempt_at <= now,
-                    or_(Outbox.lease_until.is_(None), Outbox.lease_until < now))
-             .order_by(Thread.urgent.is_(True).desc(), Outbox.id).limit(self.batch))
+        o = _OUTBOX.c
+        q = (select(o.id, o.created_at, o.mail_from, o.recipient, o.raw, o.patient_id)
+             .select_from(_OUTBOX.outerjoin(_THREADS, o.thread_id == _THREADS.c.id))
+             .where(o.state == "queued", o.next_attempt_at <= now,
+                    or_(o.lease_until.is_(None), o.lease_until < now))
+             .order_by(_THREADS.c.urgent.is_(True).desc(), o.id).limit(self.batch))
         if session.bind.dialect.name == "postgresql":
-            q = q.with_for_update(of=Outbox, skip_locked=True)
-        rows = session.scalars(q).all()
-        me = owner.me()
-        for row in rows:
-            row.lease_until = now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds)
-            row.claimed_by = me
-            row.attempts += 1
+            q = q.with_for_update(of=_OUTBOX, skip_locked=True)
+        rows = session.execute(q).all()
+        if rows:
+            session.execute(update(_OUTBOX).where(o.id.in_([r.id for r in rows])).values(
+                lease_until=now + dt.timedelta(seconds=self.s.cfg.delivery.lease_seconds),
+                claimed_by=owner.me(), attempts=o.attempts + 1))
         return [Claimed(r.id, int(r.created_at.replace(tzinfo=dt.timezone.utc).timestamp()),
-                        r.mail_from, r.recipient, r.raw) for r in rows]
+                        r.mail_from, r.recipient, r.raw, r.patient_id) for r in rows]
 
     def finish(self, outcomes: list[tuple[int, Exception | None]],
-               released: tuple[int, ...] = ()) -> None:
+               released: tuple[int, ...] = (), patients: dict | None = None) -> None:
         """Record OUTCOMES; RELEASED rows (claimed, not tried: the worker is stopping) are
-        given back at once, as if never claimed."""
+        given back at once, as if never claimed.  PATIENTS maps outbox ids to their
+        patient ids (for the audit rows of mail sent)."""
+        sent = [i for i, error in outcomes if error is None]
+
         def record(session) -> None:
+            if sent:
+                self._record_sent(session, sent, patients)
             for outbox_id, error in outcomes:
-                self._record(session, session.get(Outbox, outbox_id), error)
+                if error is not None:
+                    self._record(session, session.get(Outbox, outbox_id), error)
             for outbox_id in released:
                 row = session.get(Outbox, outbox_id)
                 row.lease_until, row.claimed_by = None, None
                 row.attempts = max(0, row.attempts - 1)
         self.s.write(record, notify=False)
+
+    @staticmethod
+    def _record_sent(session, sent: list[int], patients: dict | None) -> None:
+        """Mail delivered: one update for all of it and one insert of their audit rows."""
+        if patients is None:  # not told: read them (one query)
+            patients = dict(session.execute(select(_OUTBOX.c.id, _OUTBOX.c.patient_id)
+                                            .where(_OUTBOX.c.id.in_(sent))).all())
+        now = utcnow()
+        session.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(sent)).values(
+            state="sent", sent_at=now, last_error=None, lease_until=None, claimed_by=None))
+        session.execute(insert(_AUDIT), [
+            dict(at=now, actor="outbox", action="mail.sent", object_type="outbox",
+                 object_id=str(i), patient_id=patients.get(i)) for i in sent])
+        for _ in sent:
+            metrics.delivery_attempt("sent")
 
     def heartbeat(self) -> int:
         """Renew this process's leases; release the claims of dead processes of this
@@ -137,13 +163,9 @@ class OutboxWorker:
             except Exception:
                 log.exception("outbox heartbeat failed")
 
-    def _record(self, session, row: Outbox, error: Exception | None) -> None:
+    def _record(self, session, row: Outbox, error: Exception) -> None:
+        """A failed attempt: retried later, or failed for good."""
         row.lease_until, row.claimed_by = None, None
-        if error is None:
-            row.state, row.sent_at, row.last_error = "sent", utcnow(), None
-            audit.record(session, "outbox", "mail.sent", "outbox", row.id, row.patient_id)
-            metrics.delivery_attempt("sent")
-            return
         row.last_error = f"{type(error).__name__}: {error}"[:500]
         too_old = utcnow() - row.created_at > dt.timedelta(hours=self.s.cfg.delivery.max_age_hours)
         if isinstance(error, PermanentFailure) or too_old:
@@ -167,7 +189,8 @@ class OutboxWorker:
                 released.append(row.id)
                 continue
             try:
-                raw = self.signer.sign(row.raw) if self.signer else row.raw
+                raw = stamped(row.id, row.raw)
+                raw = self.signer.sign(raw) if self.signer else raw
                 await self.backend.deliver(row.id, row.created_epoch, row.mail_from,
                                            row.recipient, raw)
                 outcomes.append((row.id, None))
@@ -177,7 +200,8 @@ class OutboxWorker:
                 outcomes.append((row.id, TemporaryFailure(type(e).__name__)))
         outcomes = await self._flushed(outcomes)
         if outcomes or released:
-            await asyncio.to_thread(self.finish, outcomes, tuple(released))
+            await asyncio.to_thread(self.finish, outcomes, tuple(released),
+                                    {row.id: row.patient_id for row in rows})
         return len(rows)
 
     async def _flushed(self, outcomes: list) -> list:

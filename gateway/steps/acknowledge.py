@@ -15,7 +15,7 @@ from gateway.content.mime import header_text
 from gateway import outbox
 from gateway.content.filenames import listed
 from gateway.language import ENGLISH, notice_languages
-from gateway.notices import PerLanguage
+from gateway.notices import PerLanguage, as_bytes
 from gateway.steps.classify import subject_of
 from gateway.steps.route import removed_names
 from gateway.steps.thread import thread_token
@@ -86,7 +86,13 @@ def acknowledge_patient(ctx) -> None:
         patient_name=writer, due=thread.due_at,
         subject=clean_subject(subject_of(ctx.msg)), message_ref=message_ref(ctx.message),
         **removed_for_patient(ctx), **practice_context(cfg))
-    outbox.enqueue(ctx.session, s.addresses, msg, address, name, thread.id, patient.id)
+    ctx.outgoing.append(outbox.Outgoing(as_bytes(msg), address, name, thread.id, patient.id))
+
+
+def send_outgoing(ctx) -> None:
+    """Step: queue every mail the chain decided on, in one statement (gateway.outbox)."""
+    outbox.enqueue_many(ctx.session, ctx.services.addresses, ctx.outgoing)
+    ctx.outgoing = []
 
 
 def correspondent(ctx) -> tuple[str, str]:

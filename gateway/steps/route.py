@@ -7,6 +7,7 @@ group them.
 from __future__ import annotations
 
 from gateway import outbox
+from gateway.notices import as_bytes
 from gateway.auth.verdict import results_header
 from gateway.clock import human, rfc5322
 from gateway.content.filenames import shown_name
@@ -95,5 +96,5 @@ def route_to_staff(ctx) -> None:
             patient_name=patient.display_name, account_number=patient.account_number,
             rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",
             due=human(thread.due_at, tz), **proxy_context(ctx))
-        outbox.enqueue(ctx.session, s.addresses, msg, rcpt, "staff_copy", thread.id,
-                       patient.id)
+        ctx.outgoing.append(outbox.Outgoing(as_bytes(msg), rcpt, "staff_copy", thread.id,
+                                            patient.id))

@@ -9,26 +9,42 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from gateway.content.mime import header_text
 from gateway.addresses import new_token
 from gateway.clock import utcnow
 from gateway.models import Thread, Token
 
+_TOKENS = Token.__table__
+
 
 def open_thread(session, patient_id: int, kind: str | None, state: str,
                 proxy_id: int | None = None) -> Thread:
     """A new thread with its reply and staff tokens; with `proxy_id` the conversation is
     with that proxy (staff answers go to it, within its scope)."""
-    thread = Thread(public_id=new_token(), patient_id=patient_id, kind=kind, state=state,
-                    proxy_id=proxy_id)
+    thread = new_thread(patient_id, kind, state, proxy_id)
+    return write_thread(session, thread)
+
+
+def new_thread(patient_id: int, kind: str | None, state: str,
+               proxy_id: int | None = None) -> Thread:
+    """A thread not yet written: set its fields, then `write_thread` (one INSERT)."""
+    return Thread(public_id=new_token(), patient_id=patient_id, kind=kind, state=state,
+                  proxy_id=proxy_id)
+
+
+def write_thread(session, thread: Thread) -> Thread:
+    """Insert THREAD (flushed: its id is known) and its reply and staff tokens (one Core
+    statement)."""
     session.add(thread)
     session.flush()
     tokens = {purpose: new_token() for purpose in ("reply", "staff")}
-    for purpose, token in tokens.items():
-        session.add(Token(token=token, purpose=purpose, thread_id=thread.id,
-                          patient_id=patient_id))
+    now = utcnow()
+    session.connection().execute(insert(_TOKENS), [
+        dict(token=token, purpose=purpose, thread_id=thread.id,
+             patient_id=thread.patient_id, created_at=now)
+        for purpose, token in tokens.items()])
     thread.portal_tokens = tokens  # known: no query (and no flush) to find them again
     return thread
 
@@ -49,10 +65,10 @@ def thread_token(session, thread: Thread, purpose: str) -> str:
 
 
 def attach_thread(ctx) -> None:
+    """The token's thread, or a new one written once with its final fields."""
     cls = ctx.classification
-    thread = ctx.token_thread or open_thread(
-        ctx.session, ctx.patient.id, None, "open",
-        ctx.proxy.id if ctx.proxy is not None else None)
+    thread = ctx.token_thread or new_thread(
+        ctx.patient.id, None, "open", ctx.proxy.id if ctx.proxy is not None else None)
     if ctx.scope is not None and not ctx.scope.within:
         thread.outside_scope = True  # sticky: answers on it are held from the proxy
     now = utcnow()
@@ -66,11 +82,13 @@ def attach_thread(ctx) -> None:
                             now + dt.timedelta(minutes=policy.urgent_reply_minutes))
     if cls.urgent or thread.category in (None, "other"):
         thread.category = cls.category
-    thread.urgent = thread.urgent or cls.urgent
+    thread.urgent = bool(thread.urgent or cls.urgent)
     thread.team = ", ".join(ctx.services.cfg.team_for(thread.category))
     message_id = (header_text(ctx.msg, "Message-ID") or "").strip()
     if message_id:
         thread.last_message_id = message_id[:998]
         chain = ((thread.ref_chain or "") + " " + message_id).split()
         thread.ref_chain = " ".join(chain[-20:])
+    if thread.id is None:
+        write_thread(ctx.session, thread)
     ctx.thread = thread

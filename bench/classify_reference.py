@@ -18,7 +18,7 @@ import math
 import re
 from typing import Iterator
 
-from gateway.classification import confidential, index as index_module, matcher
+from gateway.classification import confidential, index as index_module, matcher, unread
 from gateway.classification.combine import combine
 from gateway.classification.features import DEFAULT_CONFIG, context_features, label, model_reads
 from gateway.classification.learned import Vote, _softmax, _unpack
@@ -96,6 +96,8 @@ def score(clf, text: str, subject: str = ""):
     from gateway.classification.classifier import Scored
     subject = strip_subject_prefixes(subject or "")
     hits = score_rules(clf.rules, clf.settings, normalize(text or ""), normalize(subject))
+    if clf.settings.unread_language_urgent and unread.is_unread(text or ""):
+        hits.append(unread.hit(clf.settings.emergency_min_score))
     feats = None if clf.model is None else frozenset(
         feature_set(text or "", subject, None, clf.model.config))
     seen_all = clf.model is None or model_reads(text or "", clf.model.config)

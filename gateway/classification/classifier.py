@@ -5,7 +5,7 @@ import dataclasses
 import pathlib
 from dataclasses import dataclass
 
-from . import confidential
+from . import confidential, unread
 from .combine import combine
 from .features import model_reads, context_features, normalized_feature_set
 from .learned import DEFAULT_PATH, LearnedModel
@@ -55,6 +55,8 @@ class Classifier:
         index = TextIndex(norm)
         subject_index = TextIndex(norm_subject) if norm_subject else None
         hits = score_indexed(self.rules, self.settings, index, subject_index)
+        if self.settings.unread_language_urgent and unread.is_unread(text):
+            hits.append(unread.hit(self.settings.emergency_min_score))
         feats = None if self.model is None else frozenset(
             self._features(text, norm, norm_subject))
         # The model reads only the first max_chars of a long text, and hardly anything of a

@@ -107,6 +107,9 @@ class Settings:
     # model's emergency probability is at least this (docs/triage-model.md, "Red-flag
     # rules need a second opinion"); 0 lets every red-flag rule raise on its own.
     red_flag_model_floor: float = 0.1
+    # A text written in a language the gateway does not read is raised to emergency
+    # (classification/unread.py): nothing can rule an emergency out.
+    unread_language_urgent: bool = True
     context: dict = field(default_factory=lambda: {
         "lab_result": "results",
         "radiology_result": "results",

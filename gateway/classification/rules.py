@@ -16,7 +16,7 @@ SITUATION_KEYS = {"description", "phrases", "patterns"}
 REQUIRED_KEYS = ("id", "category", "weight", "reason")
 TOP_KEYS = {"rule", "settings", "context", "situation"}
 SETTING_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"context"}
-BOOL_SETTINGS = {"model"}
+BOOL_SETTINGS = {"model", "unread_language_urgent"}
 ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MAX_WEIGHT = 100.0
 

@@ -1,0 +1,61 @@
+"""Text in a language the gateway does not read.
+
+The rules and the learned model read English and Spanish (with some Tagalog-English).
+A message written wholly in another script (Chinese, Korean, Punjabi, Arabic, Russian...)
+or in Vietnamese gives them nothing to go on: the model's vote is noise, and no red
+flag can match.  Such a message cannot be ruled out as an emergency, so (with
+``[settings] unread_language_urgent = true``, the default) it is raised to `emergency` by
+the built-in pseudo-rule below: it reaches on-call and the triage address on the urgent
+clock, where someone arranges a translation, and the patient gets the emergency notice.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+from .model import EMERGENCY, RuleHit
+
+RULE_ID = "emergency-unread-language"
+REASON = ("Written in a language the gateway does not read: an emergency cannot be ruled "
+          "out, so it goes to on-call on the urgent clock for someone to read it")
+MIN_LETTERS = 20  # fewer letters than this (a name, "谢谢") are never judged
+FOREIGN_SHARE = 0.5  # half the letters outside the Latin script
+# Letters (without their accents) that Vietnamese uses and English and Spanish do not.
+_VIETNAMESE = frozenset("ăâđêôơư")
+VIETNAMESE_SHARE = 0.04
+
+
+def is_unread(text: str, limit: int = 6000) -> bool:
+    """Whether TEXT (its first LIMIT characters) is written in a language we do not read."""
+    letters = [c for c in (text or "")[:limit] if c.isalpha()]
+    if len(letters) < MIN_LETTERS:
+        return False
+    foreign = sum(1 for c in letters if not _latin(c))
+    if foreign >= FOREIGN_SHARE * len(letters):
+        return True
+    vietnamese = sum(1 for c in letters if _base(c) in _VIETNAMESE)
+    return vietnamese >= VIETNAMESE_SHARE * len(letters)
+
+
+def hit(score: float) -> RuleHit:
+    """The pseudo-rule shown to staff (`X-Portal-Rules`, `inspect`)."""
+    return RuleHit(RULE_ID, EMERGENCY, score, REASON, second_opinion=False)
+
+
+def _latin(c: str) -> bool:
+    """Basic Latin up to the IPA block, and Latin Extended Additional (Vietnamese)."""
+    return c < "\u0250" or "\u1e00" <= c <= "\u1eff"
+
+
+# (base letter, combining mark) -> the Vietnamese letter it makes
+_MARKED = {("a", "\u0306"): "ă", ("a", "\u0302"): "â", ("e", "\u0302"): "ê",
+           ("o", "\u0302"): "ô", ("o", "\u031b"): "ơ", ("u", "\u031b"): "ư"}
+
+
+def _base(c: str) -> str:
+    """The letter without its tone marks, keeping the letters Vietnamese adds (ơ, â...)."""
+    decomposed = unicodedata.normalize("NFD", c.lower())
+    base = decomposed[0]
+    for mark in decomposed[1:]:
+        if (base, mark) in _MARKED:
+            return _MARKED[(base, mark)]
+    return base

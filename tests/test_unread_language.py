@@ -1,0 +1,67 @@
+"""A message in a language the gateway does not read cannot be ruled out as an emergency:
+it is raised to emergency (on-call, the urgent clock) with a rule staff can read."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from gateway.classification import Classifier, RuleError
+from gateway.classification.unread import RULE_ID, is_unread
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def clf() -> Classifier:
+    return Classifier.load(ROOT / "rules")
+
+
+UNREAD = [
+    "医生您好，我是刘晓燕，宝宝出生五周了。这几个星期我几乎每天都在哭，晚上睡不着。",
+    "선생님 안녕하세요, 저는 지난 목요일에 복강경 자궁적출술을 받았습니다. 어제부터 열이 나요.",
+    "ਡਾਕਟਰ ਸਾਹਿਬ ਜੀ, ਮੈਂ 31 ਹਫ਼ਤਿਆਂ ਦੀ ਗਰਭਵਤੀ ਹਾਂ। ਅੱਜ ਸਵੇਰੇ ਉੱਠੀ ਤਾਂ ਪਾਣੀ ਨਿਕਲ ਰਿਹਾ ਸੀ।",
+    "Здравствуйте доктор, у меня сильно болит живот и идёт кровь со вчерашнего вечера.",
+    "مرحبا دكتورة، أنا حامل في الأسبوع الثلاثين وعندي صداع شديد منذ الصباح",
+    "Chào bác sĩ, em mới sinh bé được 12 ngày. Từ hôm qua em ra máu nhiều, cứ một tiếng "
+    "phải thay băng vệ sinh, người mệt lắm.",
+]
+
+
+@pytest.mark.parametrize("text", UNREAD)
+def test_text_we_cannot_read_goes_to_the_urgent_path(clf, text):
+    r = clf.classify(text, subject="question")
+    assert r.category == "emergency" and r.urgent, r.explain()
+    assert RULE_ID in r.rule_ids  # staff see why: "a language the gateway does not read"
+
+
+@pytest.mark.parametrize("text", [
+    "Hi, my name is Nguyễn Thị Hồng and I need to move my appointment to next Tuesday please",
+    "Hola doctora, ¿me puede mandar mis resultados? Gracias, María Peña Núñez",
+    "Hello po doc, pwede po ba i-move yung appointment ko sa Friday? Salamat po",
+    "谢谢",  # too short to judge
+    "Please update my address. 我的新地址: 123 Main St",  # mostly English
+    "Gracias 😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊",
+    "\u200f\u200e\u202e" * 200 + "can I get a copy of my bill",
+    "",
+])
+def test_text_we_read_is_not_flagged(clf, text):
+    assert not is_unread(text)
+    assert RULE_ID not in clf.classify(text).rule_ids
+
+
+def test_a_huge_text_is_judged_by_its_beginning_quickly():
+    assert is_unread("医生您好" * 50_000)
+    assert not is_unread("Hello doctor " * 1_000 + "医生您好" * 50_000)
+
+
+def test_ops_can_turn_it_off_and_a_bad_value_names_the_file(tmp_path):
+    (tmp_path / "r.toml").write_text('[[rule]]\nid = "billing-bill"\ncategory = "billing"\n'
+                                     'weight = 3\nreason = "a bill"\nphrases = ["bill"]\n')
+    (tmp_path / "s.toml").write_text("[settings]\nunread_language_urgent = false\n")
+    off = Classifier.load(tmp_path, use_model=False)
+    assert RULE_ID not in off.classify(UNREAD[0]).rule_ids
+    (tmp_path / "s.toml").write_text('[settings]\nunread_language_urgent = "yes"\n')
+    with pytest.raises(RuleError) as err:
+        Classifier.load(tmp_path)
+    assert "s.toml" in str(err.value) and "unread_language_urgent" in str(err.value)

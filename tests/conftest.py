@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import time
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from gateway.classification import Classifier
+from gateway.classification.learned import DEFAULT_PATH
 from gateway.config import load_config
 from gateway.crypto import write_key_file
 from gateway.db import make_engine, upgrade as db_upgrade
@@ -22,6 +25,36 @@ IN_CI = os.environ.get("CI") == "true"
 
 def _pg_engine(url: str):
     return create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+
+
+def _files_digest(rules_dir, model_path) -> str:
+    """What a load reads: every file of the rules directory and the model file, by content."""
+    digest = hashlib.sha256()
+    paths = sorted(Path(rules_dir).iterdir()) if Path(rules_dir).is_dir() else []
+    for path in paths + [Path(model_path or DEFAULT_PATH)]:
+        if path.is_file():
+            digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_LOADED: dict = {}
+_load_from_files = Classifier.load.__func__
+
+
+def _load_once(cls, rules_dir, model_path=None, use_model=None):
+    """Classifier.load for the test process, read from the files only the first time their
+    content is seen: every Services.create (each test's gateway) would otherwise compile the
+    same few thousand rule patterns and read the same model again (about a second each).
+    Each call still gets its own Classifier (a test may set its .model); rules, settings and
+    the model are immutable; a load that fails is never kept, so it fails every time."""
+    key = (str(rules_dir), str(model_path), use_model, _files_digest(rules_dir, model_path))
+    if key not in _LOADED:
+        _LOADED[key] = _load_from_files(cls, rules_dir, model_path, use_model)
+    c = _LOADED[key]
+    return cls(c.rules, c.settings, c.model, c.markers)
+
+
+Classifier.load = classmethod(_load_once)
 
 
 @pytest.fixture(scope="session")

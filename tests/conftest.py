@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from gateway.classification import Classifier
 from gateway.classification.learned import DEFAULT_PATH
@@ -130,10 +133,83 @@ def write_config(tmp_path: Path, db: str, max_bytes: int = 1024 * 1024) -> Path:
 
 
 def migrate(url: str) -> None:
-    """What `portal-gateway db upgrade` does; PostgreSQL is never migrated implicitly."""
+    """What `portal-gateway db upgrade` does; PostgreSQL is never migrated implicitly.
+
+    An empty database gets what the migrations made of the first empty database of its
+    kind in this test process (they are deterministic): SQLite a copy of that file,
+    PostgreSQL the very statements alembic sent then, replayed in this schema.  A database
+    that holds anything is migrated by alembic itself."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        if not path.exists() or path.stat().st_size == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_sqlite_template(), path)
+            return
+    elif _pg_schema_is_empty(url):
+        _replay(url, _pg_statements(url))
+        return
+    _migrate_with_alembic(url)
+
+
+def _migrate_with_alembic(url: str, record: list | None = None) -> None:
     engine = make_engine(url)
+    if record is not None:
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sent(conn, cursor, statement, parameters, context, executemany):
+            if not statement.lstrip().upper().startswith(("SELECT", "SHOW")):
+                record.append((statement, parameters, executemany))
     db_upgrade(engine)
     engine.dispose()
+
+
+_TEMPLATE: dict = {}
+
+
+def _sqlite_template() -> Path:
+    if "sqlite" not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="portal-test-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _migrate_with_alembic(f"sqlite:///{folder / 'template.sqlite3'}")
+        _TEMPLATE["sqlite"] = folder / "template.sqlite3"
+    return _TEMPLATE["sqlite"]
+
+
+def _pg_statements(url: str) -> list:
+    """What alembic sends to migrate an empty schema (recorded on the first one)."""
+    if "postgresql" not in _TEMPLATE:
+        record: list = []
+        _migrate_with_alembic(url, record)
+        _TEMPLATE["postgresql"] = record
+        return []  # this schema is migrated already
+    return _TEMPLATE["postgresql"]
+
+
+def _pg_schema_is_empty(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return not conn.execute(text(
+                "select count(*) from information_schema.tables "
+                "where table_schema = current_schema()")).scalar()
+    finally:
+        engine.dispose()
+
+
+def _replay(url: str, statements: list) -> None:
+    if not statements:
+        return
+    engine = make_engine(url)
+    try:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for statement, parameters, many in statements:
+                (cursor.executemany if many else cursor.execute)(statement, parameters)
+            raw.commit()
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

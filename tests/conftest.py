@@ -2,14 +2,20 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import hashlib
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
+from gateway.classification import Classifier
+from gateway.classification.learned import DEFAULT_PATH
 from gateway.config import load_config
 from gateway.crypto import write_key_file
 from gateway.db import make_engine, upgrade as db_upgrade
@@ -22,6 +28,36 @@ IN_CI = os.environ.get("CI") == "true"
 
 def _pg_engine(url: str):
     return create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+
+
+def _files_digest(rules_dir, model_path) -> str:
+    """What a load reads: every file of the rules directory and the model file, by content."""
+    digest = hashlib.sha256()
+    paths = sorted(Path(rules_dir).iterdir()) if Path(rules_dir).is_dir() else []
+    for path in paths + [Path(model_path or DEFAULT_PATH)]:
+        if path.is_file():
+            digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+_LOADED: dict = {}
+_load_from_files = Classifier.load.__func__
+
+
+def _load_once(cls, rules_dir, model_path=None, use_model=None):
+    """Classifier.load for the test process, read from the files only the first time their
+    content is seen: every Services.create (each test's gateway) would otherwise compile the
+    same few thousand rule patterns and read the same model again (about a second each).
+    Each call still gets its own Classifier (a test may set its .model); rules, settings and
+    the model are immutable; a load that fails is never kept, so it fails every time."""
+    key = (str(rules_dir), str(model_path), use_model, _files_digest(rules_dir, model_path))
+    if key not in _LOADED:
+        _LOADED[key] = _load_from_files(cls, rules_dir, model_path, use_model)
+    c = _LOADED[key]
+    return cls(c.rules, c.settings, c.model, c.markers)
+
+
+Classifier.load = classmethod(_load_once)
 
 
 @pytest.fixture(scope="session")
@@ -97,10 +133,83 @@ def write_config(tmp_path: Path, db: str, max_bytes: int = 1024 * 1024) -> Path:
 
 
 def migrate(url: str) -> None:
-    """What `portal-gateway db upgrade` does; PostgreSQL is never migrated implicitly."""
+    """What `portal-gateway db upgrade` does; PostgreSQL is never migrated implicitly.
+
+    An empty database gets what the migrations made of the first empty database of its
+    kind in this test process (they are deterministic): SQLite a copy of that file,
+    PostgreSQL the very statements alembic sent then, replayed in this schema.  A database
+    that holds anything is migrated by alembic itself."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        if not path.exists() or path.stat().st_size == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_sqlite_template(), path)
+            return
+    elif _pg_schema_is_empty(url):
+        _replay(url, _pg_statements(url))
+        return
+    _migrate_with_alembic(url)
+
+
+def _migrate_with_alembic(url: str, record: list | None = None) -> None:
     engine = make_engine(url)
+    if record is not None:
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sent(conn, cursor, statement, parameters, context, executemany):
+            if not statement.lstrip().upper().startswith(("SELECT", "SHOW")):
+                record.append((statement, parameters, executemany))
     db_upgrade(engine)
     engine.dispose()
+
+
+_TEMPLATE: dict = {}
+
+
+def _sqlite_template() -> Path:
+    if "sqlite" not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="portal-test-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _migrate_with_alembic(f"sqlite:///{folder / 'template.sqlite3'}")
+        _TEMPLATE["sqlite"] = folder / "template.sqlite3"
+    return _TEMPLATE["sqlite"]
+
+
+def _pg_statements(url: str) -> list:
+    """What alembic sends to migrate an empty schema (recorded on the first one)."""
+    if "postgresql" not in _TEMPLATE:
+        record: list = []
+        _migrate_with_alembic(url, record)
+        _TEMPLATE["postgresql"] = record
+        return []  # this schema is migrated already
+    return _TEMPLATE["postgresql"]
+
+
+def _pg_schema_is_empty(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return not conn.execute(text(
+                "select count(*) from information_schema.tables "
+                "where table_schema = current_schema()")).scalar()
+    finally:
+        engine.dispose()
+
+
+def _replay(url: str, statements: list) -> None:
+    if not statements:
+        return
+    engine = make_engine(url)
+    try:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            for statement, parameters, many in statements:
+                (cursor.executemany if many else cursor.execute)(statement, parameters)
+            raw.commit()
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture

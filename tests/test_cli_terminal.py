@@ -71,9 +71,21 @@ def big_roster(tmp_path: Path, n: int) -> Path:
     return roster
 
 
+def wide_roster(tmp_path: Path, n: int) -> Path:
+    """N patients with long (valid) account numbers, names and addresses: each row of
+    `patients list` and of `audit list` is over 130 bytes."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("account_number,first_name,last_name,email,state\n" + "".join(
+        f"{i:060d},Maximiliana{i},Featherstonehaugh-Cholmondeley,"
+        f"maximiliana.featherstonehaugh{i}@example-family-practice.com,CA\n"
+        for i in range(n)))
+    return roster
+
+
 def test_closed_pipe_gives_no_traceback(cfg_path, tmp_path):
-    """`portal-gateway patients list | head -1` with output far larger than a pipe holds."""
-    run("--config", cfg_path, "patients", "import", big_roster(tmp_path, 3000))
+    """`portal-gateway patients list | head -1` with output far larger than a pipe holds
+    (64 KiB on Linux): each of the three outputs is over 130 KB."""
+    run("--config", cfg_path, "patients", "import", wide_roster(tmp_path, 1000))
     for command in ("patients list", "audit list", "patients list --json"):
         proc = subprocess.run(["bash", "-c", f"set -o pipefail; {CLI} --config {cfg_path} "
                                f"{command} | head -1"], capture_output=True, text=True,

@@ -18,14 +18,14 @@ def test_soak_under_kill_9(tmp_path, database, pg_available):
         pytest.skip("PostgreSQL not reachable (it is required with CI=true)")
     db = PG_URL if database == "postgresql" else ""
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--messages", "300", "--kills", "4",
+        [sys.executable, str(ROOT / "bench" / "soak.py"), "--messages", "200", "--kills", "4",
          "--patients", "3", "--clients", "8", "--min-gap", "0.8", "--max-gap", "2.5",
          "--lease", "5", "--resend", "0.05", "--db", db, "--workdir", str(tmp_path / "soak"),
          "--json"], capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.stdout.strip(), proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["database"] == database
-    assert result["acknowledged"] == result["sent"] == 300, result
+    assert result["acknowledged"] == result["sent"] == 200, result
     assert result["lost"] == 0 and result["doubled"] == 0, result
     assert result["unexpected_files"] == 0 and result["outbox_queued"] == 0, result
     assert result["kills"] >= 2, result

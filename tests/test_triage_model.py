@@ -109,17 +109,16 @@ def test_model_vote_is_shown_as_a_pseudo_rule(clf):
     assert "top words" in r.hits[0].reason
 
 
+def zebra_toml(rule_id="emergency-zebra-sign", category="emergency", extra="") -> str:
+    """One rule matching "zebra stripes" (a red flag unless *category* says otherwise)."""
+    return (f'[[rule]]\nid = "{rule_id}"\ncategory = "{category}"\nweight = 4\n'
+            f'reason = "test red flag"\nphrases = ["zebra stripes"]\n{extra}')
+
+
 @pytest.fixture
 def zebra_rules(tmp_path) -> pathlib.Path:
     """A rules dir with one red-flag rule ("zebra stripes") and the default settings."""
-    return rules_dir(tmp_path, """
-        [[rule]]
-        id = "emergency-zebra-sign"
-        category = "emergency"
-        weight = 4
-        reason = "test red flag"
-        phrases = ["zebra stripes"]
-        """)
+    return rules_dir(tmp_path, zebra_toml())
 
 
 def test_red_flag_rule_raises_to_emergency_when_the_model_does_not(zebra_rules):
@@ -152,15 +151,7 @@ def test_red_flag_rule_needs_the_model_not_to_rule_an_emergency_out(zebra_rules,
 
 def test_unambiguous_red_flag_is_raised_whatever_the_model_says(tmp_path):
     """`second_opinion = false` (violence at home, overdose...): the floor does not apply."""
-    rules = rules_dir(tmp_path, """
-        [[rule]]
-        id = "emergency-zebra-sign"
-        category = "emergency"
-        weight = 4
-        reason = "test red flag"
-        phrases = ["zebra stripes"]
-        second_opinion = false
-        """)
+    rules = rules_dir(tmp_path, zebra_toml(extra="second_opinion = false\n"))
     clf = Classifier.load(rules)
     clf.model = toy_model(**{"w:bill": ("billing", 12.0)})
     r = clf.classify("question about my bill, also zebra stripes on my arm")
@@ -169,15 +160,8 @@ def test_unambiguous_red_flag_is_raised_whatever_the_model_says(tmp_path):
 
 
 def test_second_opinion_is_only_for_red_flag_rules(tmp_path):
-    rules = rules_dir(tmp_path, """
-        [[rule]]
-        id = "billing-zebra"
-        category = "billing"
-        weight = 4
-        reason = "test"
-        phrases = ["zebra stripes"]
-        second_opinion = false
-        """)
+    rules = rules_dir(tmp_path, zebra_toml("billing-zebra", "billing",
+                                           "second_opinion = false\n"))
     with pytest.raises(RuleError) as err:
         Classifier.load(rules)
     assert "r.toml" in str(err.value) and "billing-zebra" in str(err.value)

@@ -1,7 +1,13 @@
-"""What every part of the gateway shares: config, database, addresses, templates, rules."""
+"""What every part of the gateway shares: config, database, addresses, templates, rules.
+
+The classifier (a few thousand rule patterns and the learned model, about a second to load)
+is loaded on first use, so commands that never classify (`patients list`, `db upgrade`...)
+do not wait for it; `serve` loads it at start (`load_classifier`), so a broken rules file
+still fails start."""
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,10 +32,10 @@ class Services:
     factory: sessionmaker[Session]
     addresses: Addresses
     notices: Notices
-    classifier: Classifier
     resolver: Resolver = field(default_factory=Resolver)  # DNS; tests replace it
     on_commit: list[Callable[[], None]] = field(default_factory=list)
     _group: GroupCommit | None = field(default=None, repr=False)
+    _classifier: Classifier | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, cfg: Config, migrate: bool = True) -> "Services":
@@ -43,7 +49,6 @@ class Services:
         return cls(cfg=cfg, engine=engine, factory=db.session_factory(engine),
                    addresses=Addresses(cfg.gateway.domain, cfg.gateway.separator),
                    notices=Notices(cfg.templates_dir, cfg.practice.timezone),
-                   classifier=Classifier.load(cfg.rules_dir),
                    resolver=Resolver.from_config(cfg.policy))
 
     def transaction(self):
@@ -52,6 +57,29 @@ class Services:
     def __post_init__(self) -> None:
         self._group = GroupCommit(self.transaction, self.committed)
         self.reader = db.reader(self.engine)  # sessions that only read (no write lock)
+        self._classifier_lock = threading.Lock()
+
+    @property
+    def classifier(self) -> Classifier:
+        """The rules and the model, loaded the first time they are asked for (content steps
+        run in threads: one of them loads, the others wait for it).  A load that fails
+        raises (RuleError, OSError) and is tried again on the next use."""
+        classifier = self._classifier
+        if classifier is None:
+            with self._classifier_lock:
+                if self._classifier is None:
+                    self._classifier = Classifier.load(self.cfg.rules_dir)
+                classifier = self._classifier
+        return classifier
+
+    @classifier.setter
+    def classifier(self, classifier: Classifier) -> None:
+        with self._classifier_lock:
+            self._classifier = classifier
+
+    def load_classifier(self) -> None:
+        """Load the rules and the model now (serve: a broken rules file fails start)."""
+        self.classifier  # noqa: B018  (the property loads them)
 
     @property
     def group(self) -> GroupCommit:
@@ -73,7 +101,8 @@ class Services:
         """Reload rules and templates; on error the old ones stay and the error is raised."""
         classifier = Classifier.load(self.cfg.rules_dir)
         notices = Notices(self.cfg.templates_dir, self.cfg.practice.timezone)
-        self.classifier, self.notices = classifier, notices  # one swap, no half state
+        with self._classifier_lock:  # one swap, no half state
+            self._classifier, self.notices = classifier, notices
         try:
             keys.reload(self.cfg)  # a key added since start (keys rotate) becomes current
         except keys.KeysUnavailable as e:

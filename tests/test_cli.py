@@ -166,6 +166,24 @@ def test_serve_end_to_end_from_the_readme(tmp_path):
         assert "ana@example.com" not in line and "Lopez" not in line, entry
 
 
+def test_a_broken_rules_file_stops_serve_and_check_config_but_not_the_roster(tmp_path):
+    """Commands that never classify do not load the rules (nor wait for them); serve and
+    check-config still load them at once and name the broken file."""
+    import shutil
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "zz-broken.toml").write_text("[[rule]\nid = ")
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'var' / 'gateway.sqlite3'}")
+    cfg.write_text(cfg.read_text().replace(f'rules_dir = "{ROOT}/rules"',
+                                           f'rules_dir = "{rules}"'))
+    assert run(cfg, "patients", "list").stdout.strip() == "(none)"
+    served = run(cfg, "serve", check=False)
+    assert served.returncode == 1
+    assert "cannot start: RuleError" in served.stderr and "zz-broken.toml" in served.stderr
+    checked = run(cfg, "check-config", check=False)
+    assert checked.returncode != 0 and "zz-broken.toml" in checked.stderr
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_serve_refuses_outdated_postgresql_schema(tmp_path, db_url):
     cfg = write_config(tmp_path, db_url)

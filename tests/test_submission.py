@@ -66,6 +66,20 @@ async def test_auth_is_required_and_checked(gw):
         await submit(gw, notification(), ["ana@example.com"], login=("portal_app", "wrong"))
 
 
+def test_the_dummy_hash_is_made_once_by_the_first_check_of_any_login():
+    """No start pays an Argon2 hash for the dummy; the first check makes it whether the
+    login exists or not (so its cost tells nothing), with the configured hash's costs."""
+    from gateway.smtp.auth import Authenticator
+    hashed = PasswordHasher().hash(SECRET)
+    auth = Authenticator({"portal_app": hashed})
+    assert auth._dummy is None
+    assert auth._verify("portal_app", SECRET.encode())
+    made = auth._dummy
+    assert made is not None and made.split("$")[:4] == hashed.split("$")[:4]
+    assert not auth._verify("nobody", SECRET.encode())
+    assert auth._dummy == made
+
+
 async def test_repeated_auth_failures_back_off_and_unknown_users_fail_alike(gw):
     add_patient(gw.s)
     codes = []

@@ -51,7 +51,7 @@ def cmd_serve(args) -> int:
     os.umask(0o077)  # whatever started us: the database and Maildir files are 0600
     if config_from(args).gateway.workers > 1:
         return _serve_workers(args)
-    services = services_from(args)
+    services = services_from(args, load_rules=True)
     logs.setup(services.cfg.gateway.log_level)
     try:
         return _serve(services)
@@ -87,7 +87,7 @@ def _serve_workers(args) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="portal-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        return _supervise(services_from(args))
+        return _supervise(services_from(args, load_rules=True))  # workers inherit the rules
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

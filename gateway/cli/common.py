@@ -59,16 +59,25 @@ def default_config():
     return build_config({}, Path(__file__).resolve().parents[2] / "config.toml")
 
 
-def services_from(args):
+def services_from(args, load_rules: bool = False):
+    """The gateway's services; LOAD_RULES: load the classifier now (serve), not on first
+    use (every other command, most of which never classify)."""
     from gateway.db import SchemaOutOfDate
     from gateway.services import Services
     cfg = config_from(args)
     try:
-        return Services.create(cfg)
+        services = Services.create(cfg)
     except SchemaOutOfDate as e:
         raise CommandError(str(e), 3) from None
     except Exception as e:
         raise CommandError(f"cannot start: {type(e).__name__}: {e}") from None
+    try:
+        if load_rules:
+            services.load_classifier()
+    except Exception as e:
+        services.close()
+        raise CommandError(f"cannot start: {type(e).__name__}: {e}") from None
+    return services
 
 
 def jsonable(value):

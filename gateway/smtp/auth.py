@@ -3,7 +3,9 @@
 - The Argon2 verification (slow on purpose) runs in a worker thread, at most
   ``MAX_CONCURRENT`` at a time, so a burst of AUTH attempts never blocks the event loop.
 - An unknown user is checked against a dummy hash: the answer takes as long as for a
-  known user, so timing does not tell which logins exist.
+  known user, so timing does not tell which logins exist.  The dummy hash (itself one full
+  Argon2 computation) is made by the first check of any login, known or not, so no
+  start pays for it and its cost tells nothing about the login.
 - After ``FAILURES_BEFORE_BACKOFF`` failures from one client address within
   ``WINDOW_SECONDS``, that address gets ``454 4.7.0`` without any check until the window
   has passed (a success clears its count).
@@ -14,6 +16,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
+import threading
 import time
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -34,11 +37,20 @@ class Authenticator:
     def __init__(self, users: dict, clock=time.monotonic):
         self.users = dict(users)
         self.hasher = PasswordHasher()
-        self.dummy = self.hasher.hash(secrets.token_hex(16))
+        self._dummy: str | None = None
+        self._dummy_lock = threading.Lock()
         self.clock = clock
         self._ok: set[tuple[str, str]] = set()
         self._failures: dict[str, list[float]] = {}
         self._semaphore: asyncio.Semaphore | None = None
+
+    @property
+    def dummy(self) -> str:
+        """The hash an unknown login is checked against, made once on first use."""
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = self.hasher.hash(secrets.token_hex(16))
+            return self._dummy
 
     def backed_off(self, ip: str) -> bool:
         now = self.clock()
@@ -53,9 +65,10 @@ class Authenticator:
         key = (user, hashlib.sha256(secret).hexdigest())
         if key in self._ok:
             return True
+        dummy = self.dummy  # before the lookup: the first check pays for it, whoever asks
         hashed = self.users.get(user)
         try:
-            ok = self.hasher.verify(hashed if hashed else self.dummy, secret) and bool(hashed)
+            ok = self.hasher.verify(hashed if hashed else dummy, secret) and bool(hashed)
         except (VerificationError, InvalidHashError):
             ok = False
         if ok:

@@ -50,6 +50,12 @@ class Guess:
     sure: bool
 
 
+def marker_words(text: str, limit: int = 6000) -> int:
+    """How many English or Spanish marker words the first LIMIT characters hold."""
+    words = _WORD.findall((text or "")[:limit].lower())
+    return sum(1 for w in words if w in _WORDS["en"] or w in _WORDS["es"])
+
+
 def detect(text: str, limit: int = 20_000) -> Guess:
     """Guess the language of TEXT (only its first LIMIT characters are read)."""
     sample = (text or "")[:limit].lower()

@@ -41,6 +41,9 @@ def test_text_we_cannot_read_goes_to_the_urgent_path(clf, text):
     "Hello po doc, pwede po ba i-move yung appointment ko sa Friday? Salamat po",
     "谢谢",  # too short to judge
     "Please update my address. 我的新地址: 123 Main St",  # mostly English
+    # Vietnamese with enough English for the model and rules to read
+    "Chị ơi, kết quả xét nghiệm máu của em có chưa? still waiting on my blood test results",
+    "Em mới đổi số điện thoại: 714-555-0199. please update my phone number",
     "Gracias 😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊😊",
     "\u200f\u200e\u202e" * 200 + "can I get a copy of my bill",
     "",

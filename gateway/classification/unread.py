@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from ..language import marker_words
 from .model import EMERGENCY, RuleHit
 
 RULE_ID = "emergency-unread-language"
@@ -22,18 +23,21 @@ FOREIGN_SHARE = 0.5  # half the letters outside the Latin script
 # Letters (without their accents) that Vietnamese uses and English and Spanish do not.
 _VIETNAMESE = frozenset("ăâđêôơư")
 VIETNAMESE_SHARE = 0.04
+MAX_READ_WORDS = 2  # this many English/Spanish marker words: the rules and model can read it
 
 
 def is_unread(text: str, limit: int = 6000) -> bool:
-    """Whether TEXT (its first LIMIT characters) is written in a language we do not read."""
+    """Whether TEXT (its first LIMIT characters) is written in a language we do not read:
+    in another script or in Vietnamese, with hardly an English or Spanish word in it
+    ("Chị ơi, kết quả ... ? still waiting on my blood test results" is read)."""
     letters = [c for c in (text or "")[:limit] if c.isalpha()]
     if len(letters) < MIN_LETTERS:
         return False
-    foreign = sum(1 for c in letters if not _latin(c))
-    if foreign >= FOREIGN_SHARE * len(letters):
-        return True
+    foreign = sum(1 for c in letters if not _latin(c)) >= FOREIGN_SHARE * len(letters)
     vietnamese = sum(1 for c in letters if _base(c) in _VIETNAMESE)
-    return vietnamese >= VIETNAMESE_SHARE * len(letters)
+    if not (foreign or vietnamese >= VIETNAMESE_SHARE * len(letters)):
+        return False
+    return marker_words(text, limit) < MAX_READ_WORDS
 
 
 def hit(score: float) -> RuleHit:

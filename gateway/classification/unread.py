@@ -30,11 +30,15 @@ def is_unread(text: str, limit: int = 6000) -> bool:
     """Whether TEXT (its first LIMIT characters) is written in a language we do not read:
     in another script or in Vietnamese, with hardly an English or Spanish word in it
     ("Chị ơi, kết quả ... ? still waiting on my blood test results" is read)."""
-    letters = [c for c in (text or "")[:limit] if c.isalpha()]
+    sample = (text or "")[:limit]
+    if sample.isascii():  # nearly every message: no letter of another script or Vietnamese
+        return False
+    letters = [c for c in sample if c.isalpha()]
     if len(letters) < MIN_LETTERS:
         return False
-    foreign = sum(1 for c in letters if not _latin(c)) >= FOREIGN_SHARE * len(letters)
-    vietnamese = sum(1 for c in letters if _base(c) in _VIETNAMESE)
+    wide = [c for c in letters if not c.isascii()]  # only these can be foreign or Vietnamese
+    foreign = sum(1 for c in wide if not _latin(c)) >= FOREIGN_SHARE * len(letters)
+    vietnamese = sum(1 for c in wide if _base(c) in _VIETNAMESE)
     if not (foreign or vietnamese >= VIETNAMESE_SHARE * len(letters)):
         return False
     return marker_words(text, limit) < MAX_READ_WORDS

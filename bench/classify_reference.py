@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import dataclasses
 import math
 import re
 from typing import Iterator
@@ -131,9 +130,8 @@ def decide(clf, scored, context_kind: str | None = None):
         return rules_decide(hits, clf.settings)
     feats = set(scored.features or ())
     feats.update(context_features(context_kind))
-    settings = clf.settings if scored.model_saw_all else dataclasses.replace(
-        clf.settings, red_flag_model_floor=0.0)
-    return combine(hits, settings, vote_features(clf.model, feats), clf.model)
+    return combine(hits, clf.settings, vote_features(clf.model, feats), clf.model,
+                   scored.model_saw_all)
 
 
 def classify(clf, text: str, subject: str = "", context_kind: str | None = None):

@@ -93,10 +93,8 @@ def pick_combined_threshold(votes, held, hits, settings, target=TARGET_RECALL) -
     threshold OR a red flag the model does not rule out) keeps *target* recall on the
     held-out split.  Red flags only add recall, so this is never below the threshold the
     model alone would need; it depends on rules/, so retrain after editing red-flag rules."""
-    import dataclasses
     from gateway.classification.combine import red_flag_raises
-    unread = dataclasses.replace(settings, red_flag_model_floor=0.0)
-    raised = [red_flag_raises(h, settings if model_reads(s.new_text()) else unread, v.emergency)
+    raised = [red_flag_raises(h, settings, v.emergency, model_reads(s.new_text()))
               for h, v, s in zip(hits, votes, held)]
     em = [(v.emergency, r) for v, r, s in zip(votes, raised, held) if s.expected == EMERGENCY]
     if not em:

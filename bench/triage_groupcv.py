@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import train_classifier as tc  # noqa: E402
 from gateway.classification.classifier import Classifier  # noqa: E402
-from gateway.classification.combine import combine, red_flag_raises  # noqa: E402
+from gateway.classification.combine import combine  # noqa: E402
 from gateway.classification.features import DEFAULT_CONFIG, model_reads  # noqa: E402
 from gateway.classification.learned import LearnedModel  # noqa: E402
 from gateway.classification.matcher import context_hit, strip_subject_prefixes  # noqa: E402
@@ -63,27 +63,20 @@ class Rules:
             self.cache[s.source] = (hits + ([ctx] if ctx else []), model_reads(text))
         return self.cache[s.source]
 
-    def settings(self, s, floor: float):
-        reads = self.hits(s)[1]
-        return dataclasses.replace(self.clf.settings,
-                                   red_flag_model_floor=floor if reads else 0.0)
+    def settings(self, floor: float):
+        return dataclasses.replace(self.clf.settings, red_flag_model_floor=floor)
 
 
 def combined_threshold(rules, votes, held, floor: float, target: float) -> float:
-    raised = [red_flag_raises(rules.hits(s)[0], rules.settings(s, floor), v.emergency)
-              for s, v in zip(held, votes)]
-    em = [(v.emergency, r) for v, r, s in zip(votes, raised, held) if s.expected == "emergency"]
-    need = len(em) * target - 1e-9
-    for p in sorted({p for p, _ in em}, reverse=True):
-        t = round(max(0.01, p - 1e-4), 4)
-        if sum(1 for q, r in em if q >= t or r) >= need:
-            return t
-    return 0.01
+    """The shipped threshold rule (train_classifier.pick_combined_threshold) at *floor*."""
+    return tc.pick_combined_threshold(votes, held, [rules.hits(s)[0] for s in held],
+                                      rules.settings(floor), target)
 
 
 def score_fold(rules, model, votes, test, threshold: float, floor: float, min_conf) -> list:
     model.emergency_threshold, model.min_confidence = threshold, min_conf
-    dec = [combine(list(rules.hits(s)[0]), rules.settings(s, floor), v, model).category
+    settings = rules.settings(floor)
+    dec = [combine(list(rules.hits(s)[0]), settings, v, model, rules.hits(s)[1]).category
            for s, v in zip(test, votes)]
     em = [d == "emergency" for d in dec]
     real = [s.expected == "emergency" for s in test]

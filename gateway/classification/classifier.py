@@ -1,7 +1,6 @@
 """The Classifier: rules (and the learned model) loaded once, then classify() many times."""
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 from dataclasses import dataclass
 
@@ -85,11 +84,9 @@ class Classifier:
             hits.append(ctx)
         if self.model is None:
             return decide(hits, self.settings)
-        settings = self.settings if scored.model_saw_all else dataclasses.replace(
-            self.settings, red_flag_model_floor=0.0)
         vote = self.model.vote_features(scored.features or frozenset(),
                                         extra=context_features(context_kind))
-        return combine(hits, settings, vote, self.model)
+        return combine(hits, self.settings, vote, self.model, scored.model_saw_all)
 
 
 @dataclass(frozen=True)

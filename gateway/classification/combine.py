@@ -28,12 +28,15 @@ def red_flag_score(hits: list[RuleHit], sure_only: bool = False) -> float:
                and not (sure_only and h.second_opinion))
 
 
-def red_flag_raises(hits: list[RuleHit], settings: Settings, emergency_p: float) -> bool:
+def red_flag_raises(hits: list[RuleHit], settings: Settings, emergency_p: float,
+                    model_read: bool = True) -> bool:
     """Red flags reach `emergency_min_score` and the model does not rule an emergency
-    out: its probability reaches the floor, or enough of them need no second opinion."""
+    out: its probability reaches the floor, or enough of them need no second opinion, or
+    the model did not read the text well enough to give one (*model_read* False: too
+    long or too few words, `features.model_reads`)."""
     need = settings.emergency_min_score
     return red_flag_score(hits) >= need and (
-        emergency_p >= settings.red_flag_model_floor
+        not model_read or emergency_p >= settings.red_flag_model_floor
         or red_flag_score(hits, sure_only=True) >= need)
 
 
@@ -65,9 +68,10 @@ def _best_routine(vote) -> tuple[str, float]:
                key=lambda cp: cp[1])
 
 
-def combine(hits: list[RuleHit], settings: Settings, vote, model) -> Classification:
+def combine(hits: list[RuleHit], settings: Settings, vote, model,
+            model_read: bool = True) -> Classification:
     scores = category_scores(hits)
-    red = red_flag_raises(hits, settings, vote.emergency)
+    red = red_flag_raises(hits, settings, vote.emergency, model_read)
     pin = pinned(hits)
     if vote.emergency >= model.emergency_threshold:
         category, by = EMERGENCY, "model"

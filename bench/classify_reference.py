@@ -55,6 +55,9 @@ def feature_set(text: str, subject: str = "", context: str | None = None,
     cfg = config or DEFAULT_CONFIG
     norm = _DIGIT.sub("0", normalize((text or "")[: int(cfg.get("max_chars", 6000))]))
     words = _WORD.findall(norm)
+    if not words:  # told in the Subject (a rule of the features, not of their speed)
+        norm = _DIGIT.sub("0", normalize(subject or ""))
+        words = _WORD.findall(norm)
     feats: set[str] = {"w:" + w for w in words}
     if cfg.get("bigrams", True):
         feats.update(["b:" + a + " " + b for a, b in zip(words, words[1:])])

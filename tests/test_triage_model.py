@@ -168,10 +168,23 @@ def test_second_opinion_is_only_for_red_flag_rules(tmp_path):
     assert "second_opinion" in str(err.value)
 
 
-def test_shipped_rules_without_second_opinion_are_the_unambiguous_ones(clf):
-    sure = sorted(r.id for r in clf.rules if not r.second_opinion)
-    assert sure == ["emergency-anaphylaxis", "emergency-overdose-or-poisoning",
-                    "emergency-unsafe-at-home"]
+def test_shipped_rules_without_second_opinion_never_fire_on_a_labelled_non_emergency(clf):
+    """`second_opinion = false` is kept for red flags with no false alarm in the labelled
+    corpus (training sources, held-out split included): a rule that starts firing on a
+    non-emergency must get the model's second opinion back (or be fixed)."""
+    sure = {r.id for r in clf.rules if not r.second_opinion}
+    assert {"emergency-anaphylaxis", "emergency-overdose-or-poisoning",
+            "emergency-unsafe-at-home"} <= sure
+    corpus = load_eval().triage_corpus
+    false = {}
+    for source in corpus.TRAINING_SOURCES:
+        for s in corpus.load_corpus(source):
+            if s.expected == "emergency":
+                continue
+            hits = clf.score(s.new_text(), s.subject).hits
+            for rid in sure & {h.id for h in hits}:
+                false.setdefault(rid, []).append(s.source)
+    assert false == {}
 
 
 def test_red_flag_told_in_the_subject_needs_no_second_opinion(zebra_rules):

@@ -191,3 +191,36 @@ def test_top_words_do_not_depend_on_the_string_hash_seed():
                            text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
                            ).stdout for seed in ("1", "2")]
     assert outs[0] == outs[1] and outs[0].count("\n") == 600
+
+
+def test_unread_language_is_the_old_answer_on_every_text():
+    """Letters counted in C give the old answer: every labelled text, the hostile texts,
+    and mixes of scripts near the thresholds (20 letters, half foreign, 4 % Vietnamese)."""
+    from gateway.classification import unread
+    mixes = ["医生" * k + " hello doctor" * j for k in range(0, 14, 3) for j in range(4)]
+    mixes += ["Chị ơi kết quả " * k + "ok " * j + "señor á é í ó ú ñ " * i
+              for k in range(3) for j in range(0, 30, 7) for i in range(3)]
+    mixes += ["Ｎo ＢＬＥＥＤＩＮＧ ² ½ ß ǅ İ _ " * k + "x" * j for k in range(4) for j in (0, 9, 40)]
+    texts = [t for t, _s, _c in MESSAGES] + HOSTILE + mixes
+    assert sum(unread.is_unread(t) for t in texts) > 30
+    for text in texts:
+        assert unread.is_unread(text) == classify_reference.is_unread(text), text[:80]
+
+
+def test_needed_literals_are_in_every_match():
+    """The strings `literals.needed` reads from a pattern: every match of it contains one,
+    so a text without any of them is not searched; unknown constructs give None."""
+    from gateway.classification.literals import needed, present
+    cases = {
+        r"(incisions?|wounds?|scars?)\b.{0,40}\b(red|hot)": ("incision", "scar", "wound"),
+        r"\d{1,2} ?(weeks?|wks?|semanas)\b": ("semanas", "week", "wk"),
+        r"(?<!over )\b(100\.[4-9]|10[1-5]\.\d|3[89][.,]\d)": ("10", "3"),
+        r"(?:fooo)+bar": ("fooo",), r"(a|)bcd": ("bcd",), r"\$ ?\d": ("$",),
+        r"(?i:abc)": None, r"(?i)abc": None, r"x*": None, r"[2-9]|1\d|two": None,
+        r"ab?c": ("a",), r"(?=abc)x": ("x",), r"(?:a|b)\w+": ("a", "b"),
+    }
+    for pattern, want in cases.items():
+        got = needed(re.compile(pattern))
+        assert got is None if want is None else set(got) == set(want), pattern
+    assert not present(("week", "wk"), "three days ago") and present(None, "")
+    assert present(("week", "wk"), "38wks")

@@ -22,11 +22,13 @@ import re
 from typing import Iterator
 
 from .firstchar import engine_skips, first_chars
+from .literals import needed, present
 
 _WORDS = re.compile(r"\w+")
 _SPLIT = re.compile(r"(\w+)").split
 _first_chars = functools.lru_cache(maxsize=4096)(first_chars)
 _engine_skips = functools.lru_cache(maxsize=4096)(engine_skips)
+_needed = functools.lru_cache(maxsize=4096)(needed)
 
 
 class TextIndex:
@@ -144,6 +146,8 @@ _TRIES = 24
 
 
 def _search(regex: re.Pattern, bounded: bool, text: str) -> Iterator[re.Match]:
+    if not present(_needed(regex), text):  # a word every match contains is not in the text
+        return
     skip, pos = _first_chars(regex), 0
     tries = 0 if skip is None or _engine_skips(regex) else _TRIES
     while True:

@@ -224,3 +224,15 @@ def test_needed_literals_are_in_every_match():
         assert got is None if want is None else set(got) == set(want), pattern
     assert not present(("week", "wk"), "three days ago") and present(None, "")
     assert present(("week", "wk"), "38wks")
+
+
+def test_index_finds_the_words_and_starts_the_old_index_found():
+    """ASCII texts are split in C (translate, split): the same words at the same places
+    as the old one-match-per-word index, and the same first letters."""
+    from gateway.classification.text import TextIndex
+    texts = HOSTILE + [features.normalize(t) for t, _s, _c in MESSAGES] + [
+        t for t, _s, _c in MESSAGES[::3]] + ["__a__ b_c", "a  b\t\tc\n", "x" * 5, "!!", "_"]
+    for text in texts:
+        new, old = TextIndex(text), TextIndex.__new__(TextIndex)
+        classify_reference._index_init(old, text)
+        assert (new._at, new.words, new.heads) == (old._at, old.words, old.heads), text[:80]

@@ -52,6 +52,8 @@ class LearnedModel:
             raise RuleError(source, f"model file is not a {FORMAT} model for these categories")
         self._emergency = self.classes.index(EMERGENCY)
         self._explains = _explanations(self.weights, len(self.classes))
+        # ... and their names as sets: a message's features meet a set faster than a dict
+        self._explained = [frozenset(margins) for margins in self._explains]
         try:
             self._packed = {k: _pack(row) for k, row in self.weights.items()}
         except ValueError as exc:
@@ -92,10 +94,10 @@ class LearnedModel:
         """Whole-word features of the message that favour class *best* the most; equal
         margins in name order (no longer in the order of a set, which changed with
         Python's string hashing from one process to the next)."""
-        margins = self._explains[best]
-        named = feats & margins.keys()
+        margins, names = self._explains[best], self._explained[best]
+        named = feats & names
         if extra:
-            named |= extra & margins.keys()
+            named |= extra & names
         out: list[str] = []
         for name in sorted(named, key=lambda name: (-margins[name], name)):
             word = label(name)

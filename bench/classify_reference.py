@@ -19,7 +19,7 @@ from typing import Iterator
 
 from gateway.classification import confidential, index as index_module, matcher, unread
 from gateway.classification.combine import combine
-from gateway.classification.features import DEFAULT_CONFIG, context_features, label, model_reads
+from gateway.classification.features import DEFAULT_CONFIG, context_features, label
 from gateway.classification.learned import Vote, _softmax, _unpack
 from gateway.classification.matcher import (context_hit, decide as rules_decide,
                                             score_rules, strip_subject_prefixes)
@@ -67,6 +67,13 @@ def feature_set(text: str, subject: str = "", context: str | None = None,
     feats.update(["s:" + w for w in _words(subject or "")[:30]])
     feats.update(context_features(context))
     return feats
+
+
+def model_reads(text: str, config: dict | None = None) -> bool:
+    """The old `features.model_reads`: the whole text split into words."""
+    cfg = config or DEFAULT_CONFIG
+    return (len(text) <= int(cfg.get("max_chars", 6000))
+            and len(text.split()) >= int(cfg.get("min_words", 0)))
 
 
 def vote_features(model, feats: set[str], top: int = 5) -> Vote:

@@ -236,3 +236,14 @@ def test_index_finds_the_words_and_starts_the_old_index_found():
         new, old = TextIndex(text), TextIndex.__new__(TextIndex)
         classify_reference._index_init(old, text)
         assert (new._at, new.words, new.heads) == (old._at, old.words, old.heads), text[:80]
+
+
+def test_model_reads_is_the_old_answer():
+    """Counting only the first min_words words gives the old answer (whole-text split)."""
+    texts = [t for t, _s, _c in MESSAGES] + HOSTILE + [
+        " ".join(["w"] * k) + tail for k in range(16) for tail in ("", " ", "\n\t ", "\u2028")]
+    for config in ({}, {"min_words": 12}, {"min_words": 0}, {"min_words": 1},
+                   {"min_words": -3}, {"min_words": 12, "max_chars": 50}):
+        for text in texts:
+            assert features.model_reads(text, config) == \
+                classify_reference.model_reads(text, config), (config, text[:80])

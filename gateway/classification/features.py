@@ -31,8 +31,11 @@ def model_reads(text: str, config: dict | None = None) -> bool:
     (not longer than ``max_chars``) and at least ``min_words`` words of it (a message told
     in the Subject, with "please help" below, the model has hardly read)."""
     cfg = config or DEFAULT_CONFIG
-    return (len(text) <= int(cfg.get("max_chars", 6000))
-            and len(text.split()) >= int(cfg.get("min_words", 0)))
+    if len(text) > int(cfg.get("max_chars", 6000)):
+        return False
+    # At least n words: the first n split off (a long text is not split to the end).
+    n = int(cfg.get("min_words", 0))
+    return n <= 0 or len(text.split(None, n)) >= n
 
 
 _CLAUSE_WORDS = frozenset("but pero however though although".split())

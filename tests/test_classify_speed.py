@@ -201,6 +201,9 @@ def test_unread_language_is_the_old_answer_on_every_text():
     mixes += ["Chị ơi kết quả " * k + "ok " * j + "señor á é í ó ú ñ " * i
               for k in range(3) for j in range(0, 30, 7) for i in range(3)]
     mixes += ["Ｎo ＢＬＥＥＤＩＮＧ ² ½ ß ǅ İ _ " * k + "x" * j for k in range(4) for j in (0, 9, 40)]
+    # around the 4 % share of letters outside ASCII: Vietnamese letters, marks, digits
+    mixes += [c * k + " ab" * j for c in ("ơ", "ư ", "é", "²", "医")
+              for k in range(0, 12) for j in (30, 48, 50, 52, 60)]
     texts = [t for t, _s, _c in MESSAGES] + HOSTILE + mixes
     assert sum(unread.is_unread(t) for t in texts) > 30
     for text in texts:

@@ -38,11 +38,16 @@ def is_unread(text: str, limit: int = 6000) -> bool:
     if sample.isascii():  # nearly every message: no letter of another script or Vietnamese
         return False
     # The letters counted in C: the ASCII ones (a-z, A-Z) from the ASCII characters, and
-    # the few others one by one (only these can be foreign or Vietnamese).
+    # the few others one by one (only these can be foreign or Vietnamese).  Both shares
+    # below count letters outside ASCII: with fewer than VIETNAMESE_SHARE of the letters
+    # (a few accents in English or Spanish) neither is reached.
     plain = sample.encode("ascii", "ignore")
+    ascii_letters = len(plain) - len(plain.translate(None, _ASCII_LETTERS))
+    if len(sample) - len(plain) < VIETNAMESE_SHARE * ascii_letters:
+        return False
     wide = [c for c in _NON_ASCII(sample) if c.isalpha()]
-    letters = len(plain) - len(plain.translate(None, _ASCII_LETTERS)) + len(wide)
-    if letters < MIN_LETTERS:
+    letters = ascii_letters + len(wide)
+    if letters < MIN_LETTERS or len(wide) < VIETNAMESE_SHARE * letters:
         return False
     foreign = sum(1 for c in wide if not _latin(c)) >= FOREIGN_SHARE * letters
     vietnamese = sum(1 for c in wide if _base(c) in _VIETNAMESE)

@@ -250,3 +250,19 @@ def test_model_reads_is_the_old_answer():
         for text in texts:
             assert features.model_reads(text, config) == \
                 classify_reference.model_reads(text, config), (config, text[:80])
+
+
+def test_normalize_folds_case_as_before():
+    """ASCII text lower-cased (fast) is the text case-folded: every labelled and hostile
+    text and subject, and every ASCII character."""
+    from gateway.classification import text as text_module
+    ascii_all = "".join(chr(c) for c in range(128))
+    texts = [t for m in MESSAGES for t in m[:2]] + HOSTILE + [ascii_all, "ẞ ß ǅ ﬁ İ K Å"]
+    for text in texts:
+        folded = text
+        for a, b in text_module._REPLACE:
+            folded = folded.replace(a, b)
+        if not folded.isascii():
+            folded = text_module._COMBINING.sub(
+                "", text_module.unicodedata.normalize("NFKD", folded))
+        assert text_module.normalize(text) == " ".join(folded.casefold().split()), text[:80]

@@ -127,12 +127,27 @@ def _all_features(clf, text, subject, context) -> frozenset:
                                           config))
 
 
+def _same_scored(new, old) -> None:
+    """The same hits and findings; the features the same, but the character n-grams,
+    which the new path tallies per word (counted, not named: `Scored.grams`)."""
+    assert (new.hits, new.model_saw_all, new.confidential) == \
+        (old.hits, old.model_saw_all, old.confidential)
+    if old.features is None:
+        assert new.features is None
+        return
+    grams = {f for f in old.features if ":" not in f}
+    assert new.features <= old.features and old.features - new.features <= grams
+    left_out = old.features - new.features
+    assert new.grams[0] == len(left_out)
+    assert new.grams[0] in (0, len(grams))
+
+
 def test_classify_is_the_old_classify_on_every_message(clf):
     for text, subject, context in MESSAGES:
         new_scored = clf.score(text, subject)
         with classify_reference.old_matching():
             old_scored = classify_reference.score(clf, text, subject)
-        assert new_scored == old_scored, text[:80]
+        _same_scored(new_scored, old_scored)
         _same(clf, clf.decide(new_scored, context),
               classify_reference.decide(clf, old_scored, context),
               _all_features(clf, text, subject, context))
@@ -266,3 +281,34 @@ def test_normalize_folds_case_as_before():
             folded = text_module._COMBINING.sub(
                 "", text_module.unicodedata.normalize("NFKD", folded))
         assert text_module.normalize(text) == " ".join(folded.casefold().split()), text[:80]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_grams_tallied_per_word_are_the_grams_of_the_joined_words(clf, n):
+    """`Grams.tally` (n-grams inside each word cached, those across a space made anew)
+    counts and weighs exactly the distinct n-grams of the words joined by spaces, on
+    every labelled message and the hostile texts, with the cache filled and emptied."""
+    from gateway.classification import grams as grams_module
+    packed = clf.model._packed
+    texts = [t for t, _s, _c in MESSAGES] + HOSTILE + ["a", "a b", "ab c", "a bc d e"]
+    tally = grams_module.Grams(packed, n)
+    for i, text in enumerate(texts):
+        _feats, words, unique = features.word_features(features.normalize(text[:6000]))
+        if not words:
+            continue
+        if i % 500 == 0:
+            tally = grams_module.Grams(packed, n)  # a cold cache now and then
+        want = set(features.char_grams(words, n))
+        found = [packed[g] for g in want if g in packed]
+        assert tally.tally(words, unique) == (len(want), len(found), sum(found)), text[:80]
+
+
+def test_grams_cache_starts_afresh_past_its_limit(clf, monkeypatch):
+    from gateway.classification import grams as grams_module
+    monkeypatch.setattr(grams_module, "LIMIT", 50)
+    tally = grams_module.Grams(clf.model._packed, 4)
+    words = [f"w{i}x" for i in range(80)]
+    assert tally.tally(words, set(words))[0] == len(set(features.char_grams(words, 4)))
+    assert tally._cache == {}
+    assert tally.tally(words[:3], set(words[:3])) == tally.tally(words[:3], set(words[:3]))
+    assert len(tally._cache) == 3

@@ -21,6 +21,7 @@ from gateway.classification import confidential, index as index_module, matcher,
 from gateway.classification.combine import combine
 from gateway.classification.features import DEFAULT_CONFIG, context_features, label
 from gateway.classification.learned import Vote, _softmax, _unpack
+from gateway.language import in_other_language
 from gateway.classification.matcher import (context_hit, decide as rules_decide,
                                             score_rules, strip_subject_prefixes)
 from gateway.classification.text import TermSet, TextIndex, iter_matches, normalize
@@ -55,6 +56,9 @@ def feature_set(text: str, subject: str = "", context: str | None = None,
     cfg = config or DEFAULT_CONFIG
     norm = _DIGIT.sub("0", normalize((text or "")[: int(cfg.get("max_chars", 6000))]))
     words = _WORD.findall(norm)
+    if not words:  # told in the Subject (a rule of the features, not of their speed)
+        norm = _DIGIT.sub("0", normalize(subject or ""))
+        words = _WORD.findall(norm)
     feats: set[str] = {"w:" + w for w in words}
     if cfg.get("bigrams", True):
         feats.update(["b:" + a + " " + b for a, b in zip(words, words[1:])])
@@ -69,11 +73,12 @@ def feature_set(text: str, subject: str = "", context: str | None = None,
     return feats
 
 
-def model_reads(text: str, config: dict | None = None) -> bool:
+def model_reads(text: str, config: dict | None = None, norm: str | None = None) -> bool:
     """The old `features.model_reads`: the whole text split into words."""
     cfg = config or DEFAULT_CONFIG
     return (len(text) <= int(cfg.get("max_chars", 6000))
-            and len(text.split()) >= int(cfg.get("min_words", 0)))
+            and len(text.split()) >= int(cfg.get("min_words", 0))
+            and not in_other_language(normalize(text) if norm is None else norm))
 
 
 def vote_features(model, feats: set[str], top: int = 5) -> Vote:

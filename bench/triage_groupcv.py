@@ -9,7 +9,7 @@ never crosses from training to test, which random folds cannot promise.  Needs t
 training extra (scikit-learn).  Figures summed over the folds:
 
     .venv/bin/python bench/triage_groupcv.py                       # C=100, floor 0.1
-    .venv/bin/python bench/triage_groupcv.py --c 20 --floor 0.05 --targets 0.98 0.99
+    .venv/bin/python bench/triage_groupcv.py --c 20 --floor 0.05 0.1 0.2 --targets 0.98 0.99
 """
 from __future__ import annotations
 
@@ -85,15 +85,21 @@ def score_fold(rules, model, votes, test, threshold: float, floor: float, min_co
             sum(d == s.expected for d, s in zip(dec, test)), len(test)]
 
 
+def _label(key) -> str:
+    return key if isinstance(key, str) else f"combined {key[0]:g}, floor {key[1]:g}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--c", type=float, default=tc.C)
-    ap.add_argument("--floor", type=float, default=0.1)
+    ap.add_argument("--floor", type=float, nargs="+", default=[0.1],
+                    help="red_flag_model_floor values to compare (each fold is trained once)")
     ap.add_argument("--targets", type=float, nargs="+", default=[0.98, 0.99, 0.995])
     args = ap.parse_args(argv)
     samples, rules = load_samples(), Rules(tc.RULES)
     sets = sorted({b for s in samples if (b := blind_set(s.source))}, key=int)
-    totals = {k: [0] * 6 for k in ["model alone 0.98"] + args.targets}
+    keys = ["model alone 0.98"] + [(t, f) for t in args.targets for f in args.floor]
+    totals = {k: [0] * 6 for k in keys}
     for name in sets:
         train = [s for s in samples if blind_set(s.source) != name and not s.held_out]
         held = [s for s in samples if blind_set(s.source) != name and s.held_out]
@@ -107,17 +113,16 @@ def main(argv=None) -> int:
         line = []
         for key in totals:
             alone = isinstance(key, str)
-            t = (tc.pick_threshold(vh, held, 0.98) if alone
-                 else combined_threshold(rules, vh, held, args.floor, key))
-            fold = score_fold(rules, model, vt, test, t, 0.05 if alone else args.floor,
-                              tc.pick_confidence(vh, held, t))
+            target, floor = (0.98, 0.05) if alone else key
+            t = (tc.pick_threshold(vh, held, target) if alone
+                 else combined_threshold(rules, vh, held, floor, target))
+            fold = score_fold(rules, model, vt, test, t, floor, tc.pick_confidence(vh, held, t))
             totals[key] = [a + b for a, b in zip(totals[key], fold)]
-            line.append(f"{key}: t={t:.2f} R {fold[0]}/{fold[1]} FP {fold[2]}/{fold[3]}")
+            line.append(f"{_label(key)}: t={t:.2f} R {fold[0]}/{fold[1]} FP {fold[2]}/{fold[3]}")
         print(f"set {name} ({len(test)}): " + "; ".join(line), flush=True)
-    print(f"C={args.c:g}, floor {args.floor:g}; sets {', '.join(sets)}")
+    print(f"C={args.c:g}; sets {', '.join(sets)}")
     for key, (r, n, fp, neg, ok, total) in totals.items():
-        label = key if isinstance(key, str) else f"combined {key:g}"
-        print(f"  {label:18s} recall {r}/{n} = {r / n:.1%}  false positives {fp}/{neg} = "
+        print(f"  {_label(key):26s} recall {r}/{n} = {r / n:.1%}  false positives {fp}/{neg} = "
               f"{fp / neg:.1%}  accuracy {ok / total:.1%}")
     return 0
 

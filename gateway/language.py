@@ -50,6 +50,35 @@ class Guess:
     sure: bool
 
 
+# Function words of other languages written in the Latin script (accents removed, as
+# classification.text.normalize leaves them), none of them an English, Spanish or Tagalog
+# word: they tell the classifier that a text is in a language its model never learned.
+_OTHER_WORDS = {
+    "pt": frozenset("""agora ainda amanha com depois doutora ela ele entao essa esse estava estou foi hoje isso isto meu minha muita muito nao obrigada obrigado onde ontem pra sou tambem tenho tive uma umas voce vou""".split()),
+    "fr": frozenset("""au aujourdhui aussi aux avec avoir beaucoup bonjour cest cette chez dans demain depuis des du elle et etre fait ils jai je leur merci moi nous pas peu peux quand quil sont suis toujours une veux votre vous""".split()),
+    "it": frozenset("""adesso alla anche ancora avere buongiorno che ci degli dei della delle domani dopo dottoressa essere fatto gia gli grazie hai ho ieri mia mio molto nel nella oggi perche piu posso questa questo sono stata stato sto tutto vorrei""".split()),
+    "pl": frozenset("""ale bardzo byla bylam czuje czy dla dobry dziekuje dzien dzisiaj jak jest jestem jeszcze jutro juz ktora ktory mialam mnie moge moj moja moje nie pani prosze przez sie tak tego teraz tylko wczoraj wiem ze""".split()),
+    "de": frozenset("""aber auch bei bin bitte danke dass der ein eine gestern habe hatte heute ich ist jetzt kann keine mein meine mich mir mit morgen nach nicht noch nur oder schon sehr seit und vom von weil wenn wir zum""".split()),
+    "ht": frozenset("""ak anko anpil anvan apre bezwen bonjou demen dwe gen genyen isit jodi kapab ki kijan kisa konnen konsa kote kounye lopital mesi mwen nou paske pitit pou poukisa pral pwoblem tanpri tou toujou vle yon""".split()),
+}
+_OTHER_ANY = frozenset().union(*_OTHER_WORDS.values())
+_READ_NORMALISED = frozenset(w.translate(str.maketrans("áéíóúñ", "aeioun"))
+                             for w in _WORDS["en"] | _WORDS["es"])
+OTHER_MIN = 4  # at least this many function words of another language ...
+OTHER_RATIO = 2.0  # ... and this many times the English and Spanish ones
+
+
+def in_other_language(normalised: str, limit: int = 6000) -> bool:
+    """Whether a normalised text is written mostly in a Latin-script language other than
+    English and Spanish (Portuguese, French, Italian, Polish, German, Haitian Creole)."""
+    words = _WORD.findall(normalised[:limit])
+    other = sum(1 for w in words if w in _OTHER_ANY)
+    if other < OTHER_MIN:
+        return False
+    read = sum(1 for w in words if w in _READ_NORMALISED)
+    return other >= OTHER_RATIO * max(read, 1)
+
+
 def marker_words(text: str, limit: int = 6000) -> int:
     """How many English or Spanish marker words the first LIMIT characters hold."""
     words = _WORD.findall((text or "")[:limit].lower())

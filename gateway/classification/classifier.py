@@ -61,7 +61,7 @@ class Classifier:
         # The model reads only the first max_chars of a long text, and hardly anything of a
         # few words: what it did not read it cannot rule out, so a red flag raises then
         # without its second opinion.
-        seen_all = self.model is None or model_reads(text, self.model.config)
+        seen_all = self.model is None or model_reads(text, self.model.config, norm)
         indexes = (index,) if subject_index is None else (index, subject_index)
         return Scored(tuple(hits), feats, seen_all,
                       confidential=confidential.find_indexed(self.markers, *indexes),

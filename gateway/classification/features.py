@@ -11,12 +11,16 @@ message does not outvote a short one:
 * ``n:word`` -- words up to four after a negation in the same clause ("no bleeding");
 * ``s:word`` -- words of the subject (a subject is weaker evidence, kept apart);
 * ``x:kind`` -- the kind of portal notification the patient replies to.
+
+A message with no new text (everything told in the Subject, "Sent from my iPhone" below)
+is read from its Subject: its words make the word, bigram and 4-gram features too.
 """
 from __future__ import annotations
 
 import math
 import re
 
+from ..language import in_other_language
 from .text import normalize
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -26,16 +30,20 @@ DEFAULT_CONFIG = {"char": 4, "bigrams": True, "negation": True, "max_chars": 600
                   "min_words": 12}
 
 
-def model_reads(text: str, config: dict | None = None) -> bool:
+def model_reads(text: str, config: dict | None = None, norm: str | None = None) -> bool:
     """Whether the model reads enough of this new text to overrule a red flag: all of it
-    (not longer than ``max_chars``) and at least ``min_words`` words of it (a message told
-    in the Subject, with "please help" below, the model has hardly read)."""
+    (not longer than ``max_chars``), at least ``min_words`` words of it (a message told
+    in the Subject, with "please help" below, the model has hardly read), and in a
+    language it learned (not Portuguese, French, Polish...: `language.in_other_language`).
+    *norm*: the text already normalised, when the caller has it."""
     cfg = config or DEFAULT_CONFIG
     if len(text) > int(cfg.get("max_chars", 6000)):
         return False
     # At least n words: the first n split off (a long text is not split to the end).
     n = int(cfg.get("min_words", 0))
-    return n <= 0 or len(text.split(None, n)) >= n
+    if n > 0 and len(text.split(None, n)) < n:
+        return False
+    return not in_other_language(normalize(text) if norm is None else norm)
 
 
 _CLAUSE_WORDS = frozenset("but pero however though although".split())
@@ -108,6 +116,9 @@ def word_features(norm: str, norm_subject: str = "", context: str | None = None,
     if _HAS_DIGIT(norm):
         norm = norm.translate(_ZEROS)
     words = _WORD.findall(norm)
+    if not words and norm_subject:  # everything told in the Subject: read it as the text
+        norm = norm_subject.translate(_ZEROS) if _HAS_DIGIT(norm_subject) else norm_subject
+        words = _WORD.findall(norm)
     unique = set(words)
     feats: set[str] = {"w:" + w for w in unique}
     if cfg.get("bigrams", True):

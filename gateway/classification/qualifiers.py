@@ -26,17 +26,22 @@ _HISTORY_CLAUSE = re.compile(
 # A scene set at the start of a sentence ("With my first, my water broke at 38 weeks")
 # reaches past commas, up to the end of the sentence or a turn to the present.
 _HISTORY_SCENE_SCOPE = re.compile(
-    r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|this time|esta vez|today|hoy|"
+    r"(?<!\d)\.(?!\d)|[!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|this time|esta vez|today|hoy|"
     r"tonight|currently|right now)(?!\w)")
 # Sentence boundaries: a hypothetical ("what if ...") reaches to the end of its sentence.
 _SENTENCE = re.compile(
-    r"[.!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|right now|this time|esta vez|"
+    r"(?<!\d)\.(?!\d)|[!?;:]|(?<!\w)(?:but|pero|however|now|ahora|ahorita|right now|this time|esta vez|"
     r"currently|actually|today|hoy|tonight)(?!\w)")
 # Words that negate what follows them within the same clause (normalised: no apostrophes).
 _NEG_BEFORE = re.compile(
     r"(?<!\w)(?:no|not|dont|doesnt|didnt|isnt|arent|wasnt|werent|havent|hasnt|hadnt|"
     r"wont|never|without|denies|deny|denied|nor|neither|negative|free of|"
-    r"sin|nunca|ni|tampoco|nada de|ningun|ninguna|wala|walang|hindi)(?!\w)")
+    r"sin|nunca|ni|tampoco|nada de|ningun|ninguna|wala|walang|hindi|"
+    # Portuguese, French, Italian, Polish, German, Haitian Creole (rules/lang-*.toml); not
+    # Italian "non" before "stop" ("non-stop bleeding")
+    r"nao|sem|nem|nenhum|nenhuma|jamais|pas|sans|aucun|aucune|rien|non(?! ?stop)|senza|mai|"
+    r"nessun|nessuna|nessuno|neanche|nemmeno|niente|nie|bez|nigdy|zadnego|zadnej|zadnych|"
+    r"ani|brak|kein\w*|nicht|ohne|niemals|nichts|weder|janm|jame|okenn|poko)(?!\w)")
 # Phrases that look like negations or hypotheticals but express doubt about now.
 _DOUBT = re.compile(
     r"(?<!\w)(?:not sure|dont know|do not know|no idea|not certain|unsure|cant tell|"
@@ -60,7 +65,8 @@ _HISTORY_SCENE = re.compile(
     r"when i had my (?:son|daughter|first|other|older)|"
     r"(?:went|been|was|were) (?:to|in|at) (?:the )?(?:er|emergency room|urgent care|hospital|l ?d)|"
     r"fui a (?:la )?(?:sala de )?emergencia\w*|estuve en (?:el hospital|emergencias?)|"
-    r"me llevaron al hospital|"
+    r"me llevaron al hospital|(?:la|lo|los|las) llevamos (?:a|al) (?:la )?(?:emergencia\w*|hospital|urgencias)|"
+    r"dinala (?:ako|siya|namin siya|nila ako) sa (?:er|ospital|hospital|emergency)|"
     r"con mi (?:primer|primera|otro|otra|ultimo|ultima|anterior)|"
     r"en mi (?:primer|primera|otro|otra|ultimo|ultima) (?:parto|embarazo|bebe|hij[oa]|cirugia)|"
     r"embarazo anterior|parto anterior|sa (?:una|panganay|dati) ko|noong (?:una|nakaraan))(?!\w)")
@@ -72,6 +78,8 @@ _HISTORY_TIME = re.compile(
     r"as a (?:kid|child|teen|teenager)|since i was a (?:kid|child)|"
     r"my (?:mom|mother|moms|mothers|dad|father|sister|sisters|aunt|grandma|grandmother|"
     r"cousin|friend) (?:just |also |once |recently )?(?:had|got)|"
+    r"last month|el mes pasado|noong isang buwan|(?:few|couple of|two|three|several|\d+) months ago|"
+    r"hace (?:\d+|un|unos|dos|tres|varios) mes(?:es)?|"
     r"(?:in|back in|en) (?:19|20)\d\d|(?:in|en) (?:january|february|march|april|may|june|july|"
     r"august|september|october|november|december|enero|febrero|marzo|abril|mayo|junio|julio|"
     r"agosto|septiembre|octubre|noviembre|diciembre)|"
@@ -87,16 +95,20 @@ _HYPOTHETICAL = re.compile(
     r"what are the (?:signs|symptoms)|what (?:signs|symptoms)|signs to watch|"
     r"watch (?:out )?for|look out for|can cause|may cause|could cause|might cause|"
     r"risk of|side effects?|they said|they told us|i read|i heard|puede causar|"
+    r"says (?:to )?call|call (?:for|if)|call (?:us|the office) if|llamar si|llame si|"
     r"if im ever|if i am ever|hypothetical\w*|asked (?:her|me|him|us) (?:directly )?if|"
     r"me preguntaron si|questionnaire|cuando (?:se debe|debo|tengo que|hay que) ir|"
     r"es para saber|"
     # someone else's story: "my friend said she didn't realize she was in labor"
     r"my (?:friends?|coworkers?|co workers?|neighbou?rs?|cousins?|sisters? in law|"
     r"sister in laws|best friends?|friends?s)|a friend|"
+    # a small child's illness is never the patient's: "my toddler has had a fever since"
+    r"my (?:toddler|preschooler|kindergartn?er|(?:[1-9]|one|two|three|four|five|six|seven|"
+    r"eight|nine) (?:year|yr) old)|"
     r"mi (?:amiga|amigo|vecina|companera|prima|cunada)|una amiga|"
     r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
     r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"
-    r"become|becomes|turn|turns|get|gets|notice|notices)|"
+    r"become|becomes|turn|turns|get|gets|got|went|goes|notice|notices)|"
     # planning for something that may go wrong later: "if something goes wrong (like fever)"
     r"if (?:something|anything) (?:goes|went|were to go) wrong|if (?:something|anything) happens|"
     r"si algo (?:sale|saliera) mal|si (?:algo|alguna cosa) pasa|planning ahead|"
@@ -105,7 +117,7 @@ _HYPOTHETICAL = re.compile(
     r"si se me rompe|si empiezo|si empieza|cuales son (?:los|las) (?:sintomas|senales)|"
     r"paano kung|kung sakali)(?!\w)")
 # Doubt right before a hypothetical-looking "if": "not sure if the baby stops moving".
-_DOUBT_IF = re.compile(r"(?:not sure|dont know|do not know|unsure|wondering|no se|cant tell|"
+_DOUBT_IF = re.compile(r"(?:not sure|dont know|do not know|idk|unsure|wondering|no se|cant tell|"
                        r"check|checking|see|tell|ask|asking) $")
 _LOOK_BEFORE = 120
 _LOOK_AFTER = 80
@@ -166,11 +178,13 @@ def is_hypothetical(text: str, start: int, end: int) -> bool:
 _CLEARED = re.compile(
     r"(?<!\w)(?:monitored|me monitorearon|checked me|evaluated|they checked|"
     r"went to (?:the )?(?:er|emergency room|urgent care|hospital|l ?&? ?d|triage)|"
+    r"(?:at|in) (?:the )?(?:er|emergency room|urgent care)|saw (?:dr|doctor|the doctor|my doctor)|"
     r"fui a (?:la )?(?:sala de )?(?:emergencia\w*|l ?&? ?d|urgencias|hospital))(?!\w)")
 _ALL_CLEAR = re.compile(
     r"(?<!\w)(?:everything (?:was|looked|came back|turned out) (?:fine|ok|okay|normal|good)|"
     r"all (?:good|fine|normal)|(?:was|were|came back) (?:all )?normal|"
-    r"todo (?:salio|estuvo|estaba) (?:bien|normal)|salio todo bien|"
+    r"todo (?:salio|estuvo|estaba) (?:bien|normal)|salio todo bien|ya esta bien|"
+    r"all was (?:good|fine|ok|okay|normal)|(?:okay|ok) na (?:po )?ako|"
     r"(?:we are|were|both|ambas|ambos) (?:\w+ )?(?:fine|ok|okay|bien))(?!\w)")
 _TURN = re.compile(r"(?<!\w)(?:but|pero|however|now it|now i|again|otra vez|de nuevo|still|"
                    r"todavia|sigue|worse|peor|since this morning|today i|hoy)(?!\w)")
@@ -191,6 +205,16 @@ def already_cleared(text: str, start: int, end: int) -> bool:
     return bool(seen) and bool(_ALL_CLEAR.search(after))
 
 
+# Explained afterwards, in the same sentence: "chest pain that turned out to be heartburn".
+_EXPLAINED = re.compile(r"(?<!\w)(?:turned out|al final (?:era|eran|fue|fueron)|"
+                        r"resulto (?:ser|que))(?!\w)")
+
+
+def explained_after(text: str, end: int) -> bool:
+    """True if the rest of the sign's sentence says what it turned out to be."""
+    return bool(_EXPLAINED.search(_clause_after(text, end, _SENTENCE)))
+
+
 def quoted_report(text: str, start: int) -> bool:
     """True if the match sits inside a quotation of a report ('it says "..."')."""
     before = text[max(0, start - _LOOK_BEFORE):start]
@@ -203,10 +227,10 @@ def quoted_report(text: str, start: int) -> bool:
 
 
 def sign_not_now(text: str, start: int, end: int) -> bool:
-    """`not_now` for a warning sign itself, plus: already checked and cleared, or words
-    quoted from a report.  (Context words such as a situation use `not_now` only.)"""
+    """`not_now` for a warning sign itself, plus: already checked and cleared, explained
+    afterwards ("turned out to be heartburn"), or words quoted from a report.  (Context words such as a situation use `not_now` only.)"""
     return (not_now(text, start, end) or already_cleared(text, start, end)
-            or quoted_report(text, start))
+            or explained_after(text, end) or quoted_report(text, start))
 
 
 def gap_negated(match: re.Match) -> bool:

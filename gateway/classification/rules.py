@@ -14,7 +14,9 @@ RULE_KEYS = {"id", "category", "weight", "reason", "phrases", "patterns",
              "pin", "flag", "second_opinion"}
 SITUATION_KEYS = {"description", "phrases", "patterns"}
 REQUIRED_KEYS = ("id", "category", "weight", "reason")
-TOP_KEYS = {"rule", "settings", "context", "situation"}
+TOP_KEYS = {"rule", "settings", "context", "situation", "translation"}
+TRANSLATION_KEYS = {"rule", "situation", "lang", "phrases", "requires"}
+LANG_RE = re.compile(r"^[a-z]{2,3}$")
 SETTING_KEYS = {f.name for f in dataclasses.fields(Settings)} - {"context"}
 BOOL_SETTINGS = {"model", "unread_language_urgent"}
 ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -33,13 +35,16 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
     overrides: dict = {}
     context: dict = {}
     situations: dict = {}
+    translations: list = []
     for path in files:
         data = _read_toml(path)
         name = str(path)
         unknown = set(data) - TOP_KEYS
         if unknown:
             raise RuleError(name, f"unknown top-level key(s): {', '.join(sorted(unknown))} "
-                            "(expected [[rule]], [settings], [context], [situation.NAME])")
+                            "(expected [[rule]], [settings], [context], [situation.NAME], "
+                            "[[translation]])")
+        translations.extend(_translation_tables(name, data.get("translation", [])))
         situations.update(_situation_tables(name, data.get("situation", {}), situations))
         overrides.update(_settings_table(name, data.get("settings", {}), overrides))
         context.update(_context_table(name, data.get("context", {}), context))
@@ -49,6 +54,7 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
                                 rule.id)
             seen[rule.id] = name
             rules.append(rule)
+    rules = _translated(rules, situations, translations)
     shared: dict = {}
     rules = [_with_situation(rule, situations, shared) for rule in rules]
     if not rules:
@@ -114,6 +120,60 @@ def _situation_tables(name: str, tables, already: dict) -> dict:
             fail("needs at least one entry in 'phrases' or 'patterns'")
         out[key] = (name, terms)
     return out
+
+
+def _translation_tables(name: str, tables) -> list[tuple]:
+    """``[[translation]]`` tables: more phrases, in another language, for a rule or a
+    situation defined elsewhere (e.g. rules/lang-pt.toml, owned by a translator)."""
+    if not isinstance(tables, list):
+        raise RuleError(name, "'translation' must be written as [[translation]] tables")
+    out = []
+    for i, table in enumerate(tables, 1):
+        def fail(msg: str, i=i):
+            raise RuleError(name, f"[[translation]] #{i}: {msg}")
+
+        if not isinstance(table, dict):
+            fail("is not a table")
+        unknown = set(table) - TRANSLATION_KEYS
+        if unknown:
+            fail(f"unknown field(s): {', '.join(sorted(unknown))} "
+                 f"(known: {', '.join(sorted(TRANSLATION_KEYS))})")
+        if ("rule" in table) == ("situation" in table):
+            fail("names either a 'rule' or a 'situation' (one of the two)")
+        if not isinstance(table.get("lang"), str) or not LANG_RE.match(table["lang"]):
+            fail("'lang' must be a language code such as \"pt\"")
+        if "requires" in table and "rule" not in table:
+            fail("'requires' is only for a rule")
+        phrases = _compile_terms(table, ("phrases",), fail)
+        if phrases is None:
+            fail("needs at least one entry in 'phrases'")
+        requires = _compile_terms(table, ("requires",), fail)
+        target = ("rule", table["rule"]) if "rule" in table else ("situation", table["situation"])
+        out.append((name, i, target, phrases.terms, requires.terms if requires else ()))
+    return out
+
+
+def _translated(rules: list[Rule], situations: dict, translations: list) -> list[Rule]:
+    """Rules and situations with the phrases of their translations added."""
+    by_id = {rule.id: rule for rule in rules}
+    for name, i, (kind, key), phrases, requires in translations:
+        if kind == "situation":
+            if key not in situations:
+                raise RuleError(name, f"[[translation]] #{i}: unknown situation {key!r}")
+            source, terms = situations[key]
+            situations[key] = (source, TermSet(terms.terms + tuple(phrases)))
+            continue
+        rule = by_id.get(key)
+        if rule is None:
+            raise RuleError(name, f"[[translation]] #{i}: unknown rule {key!r}")
+        more_requires = rule.requires
+        if requires:
+            if rule.requires is None:
+                raise RuleError(name, f"[[translation]] #{i}: rule {key!r} has no 'requires'")
+            more_requires = TermSet(rule.requires.terms + tuple(requires))
+        by_id[key] = dataclasses.replace(rule, terms=TermSet(rule.terms.terms + tuple(phrases)),
+                                         requires=more_requires)
+    return [by_id[rule.id] for rule in rules]
 
 
 def _with_situation(rule: Rule, situations: dict, shared: dict) -> Rule:

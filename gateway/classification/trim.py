@@ -68,7 +68,10 @@ def split_reply(text: str) -> tuple[str, str]:
     unsigned = list(hist)
     _mark_signatures(lines, hist)
     if not any(line.strip() for line, h in zip(lines, hist) if not h):
-        hist = unsigned  # all of it looked like a signature: then it is the message
+        # All of it looked like a signature: then it is the message ("Maria Lopez,
+        # 555-123-4567"), except a device's own line ("Sent from my iPhone"), which
+        # says nothing: the new text is then empty and the Subject tells the message.
+        hist = [h or bool(_MOBILE_SIG.match(line)) for line, h in zip(lines, unsigned)]
     new = "\n".join(l for l, h in zip(lines, hist) if not h)
     old = "\n".join(l for l, h in zip(lines, hist) if h)
     return _tidy(new), _tidy(old)

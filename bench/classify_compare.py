@@ -38,16 +38,19 @@ def decisions(rules_dir: pathlib.Path, model_path: pathlib.Path) -> list[dict]:
     return out
 
 
-def differences(mine: list[dict], theirs: list[dict]) -> list[str]:
+def differences(mine: list[dict], theirs: list[dict]) -> tuple[list[str], float]:
+    """The messages decided differently, and the largest probability difference."""
     if len(mine) != len(theirs):
-        return [f"{len(mine)} messages here, {len(theirs)} there"]
-    out = []
+        return [f"{len(mine)} messages here, {len(theirs)} there"], 0.0
+    out, largest = [], 0.0
     for a, b in zip(mine, theirs):
         pa, pb = a.pop("probabilities"), b.pop("probabilities")
-        if a != b or (pa is None) != (pb is None) or (pa and any(
-                abs(pa[k] - pb[k]) > TOLERANCE for k in pa)):
+        gap = max((abs(pa[k] - pb[k]) for k in pa), default=0.0) if pa and pb else 0.0
+        largest = max(largest, gap)
+        if a != b or (pa is None) != (pb is None) or (pa and pa.keys() != pb.keys()) \
+                or gap > TOLERANCE:
             out.append(f"{a['source']}: {a} != {b}")
-    return out
+    return out, largest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                            capture_output=True, text=True, check=True)
     sys.path.insert(0, str(ROOT))
     mine, theirs = decisions(rules_dir, model_path), json.loads(other.stdout)
-    diff = differences(json.loads(json.dumps(mine)), theirs)
+    diff, largest = differences(json.loads(json.dumps(mine)), theirs)
     for line in diff[:20]:
         print(line)
     print(f"{len(mine)} labelled messages, {len(diff)} with a different decision "
-          f"(this checkout vs {args.other})")
+          f"(this checkout vs {args.other}); largest probability difference {largest:.3g}")
     return 1 if diff else 0
 
 

@@ -115,7 +115,7 @@ _HYPOTHETICAL = re.compile(
     r"when do i (?:worry|need to worry)|cuando me preocupo|cuando (?:debo|tengo que) preocuparme|"
     r"que (?:hago|debo hacer|tengo que hacer) si|en caso de|si llegara|si me llega|"
     r"si se me rompe|si empiezo|si empieza|cuales son (?:los|las) (?:sintomas|senales)|"
-    r"paano kung|kung sakali)(?!\w)")
+    r"paano kung|kung sakali|kung pananglitan|kon pananglitan)(?!\w)")
 # Doubt right before a hypothetical-looking "if": "not sure if the baby stops moving".
 _DOUBT_IF = re.compile(r"(?:not sure|dont know|do not know|idk|unsure|wondering|no se|cant tell|"
                        r"check|checking|see|tell|ask|asking) $")

@@ -19,8 +19,9 @@ from typing import Iterator
 
 from gateway.classification import confidential, index as index_module, matcher, unread
 from gateway.classification.combine import combine
-from gateway.classification.features import DEFAULT_CONFIG, context_features, label, model_reads
+from gateway.classification.features import DEFAULT_CONFIG, context_features, label
 from gateway.classification.learned import Vote, _softmax, _unpack
+from gateway.language import in_other_language
 from gateway.classification.matcher import (context_hit, decide as rules_decide,
                                             score_rules, strip_subject_prefixes)
 from gateway.classification.text import TermSet, TextIndex, iter_matches, normalize
@@ -72,6 +73,14 @@ def feature_set(text: str, subject: str = "", context: str | None = None,
     return feats
 
 
+def model_reads(text: str, config: dict | None = None, norm: str | None = None) -> bool:
+    """The old `features.model_reads`: the whole text split into words."""
+    cfg = config or DEFAULT_CONFIG
+    return (len(text) <= int(cfg.get("max_chars", 6000))
+            and len(text.split()) >= int(cfg.get("min_words", 0))
+            and not in_other_language(normalize(text) if norm is None else norm))
+
+
 def vote_features(model, feats: set[str], top: int = 5) -> Vote:
     """The old `LearnedModel.vote_features`."""
     packed = model._packed
@@ -98,13 +107,29 @@ def score(clf, text: str, subject: str = ""):
     from gateway.classification.classifier import Scored
     subject = strip_subject_prefixes(subject or "")
     hits = score_rules(clf.rules, clf.settings, normalize(text or ""), normalize(subject))
-    if clf.settings.unread_language_urgent and unread.is_unread(text or ""):
+    if clf.settings.unread_language_urgent and is_unread(text or ""):
         hits.append(unread.hit(clf.settings.emergency_min_score))
     feats = None if clf.model is None else frozenset(
         feature_set(text or "", subject, None, clf.model.config))
     seen_all = clf.model is None or model_reads(text or "", clf.model.config)
     return Scored(tuple(hits), feats, seen_all,
                   confidential=find_confidential(clf.markers, text, subject))
+
+
+def is_unread(text: str, limit: int = 6000) -> bool:
+    """The old `unread.is_unread`: every character of the text tested in Python."""
+    sample = (text or "")[:limit]
+    if sample.isascii():
+        return False
+    letters = [c for c in sample if c.isalpha()]
+    if len(letters) < unread.MIN_LETTERS:
+        return False
+    wide = [c for c in letters if not c.isascii()]
+    foreign = sum(1 for c in wide if not unread._latin(c)) >= unread.FOREIGN_SHARE * len(letters)
+    vietnamese = sum(1 for c in wide if unread._base(c) in unread._VIETNAMESE)
+    if not (foreign or vietnamese >= unread.VIETNAMESE_SHARE * len(letters)):
+        return False
+    return unread.marker_words(text, limit) < unread.MAX_READ_WORDS
 
 
 def find_confidential(markers, *texts: str) -> tuple[str, ...]:

@@ -127,12 +127,27 @@ def _all_features(clf, text, subject, context) -> frozenset:
                                           config))
 
 
+def _same_scored(new, old) -> None:
+    """The same hits and findings; the features the same, but the character n-grams,
+    which the new path tallies per word (counted, not named: `Scored.grams`)."""
+    assert (new.hits, new.model_saw_all, new.confidential) == \
+        (old.hits, old.model_saw_all, old.confidential)
+    if old.features is None:
+        assert new.features is None
+        return
+    grams = {f for f in old.features if ":" not in f}
+    assert new.features <= old.features and old.features - new.features <= grams
+    left_out = old.features - new.features
+    assert new.grams[0] == len(left_out)
+    assert new.grams[0] in (0, len(grams))
+
+
 def test_classify_is_the_old_classify_on_every_message(clf):
     for text, subject, context in MESSAGES:
         new_scored = clf.score(text, subject)
         with classify_reference.old_matching():
             old_scored = classify_reference.score(clf, text, subject)
-        assert new_scored == old_scored, text[:80]
+        _same_scored(new_scored, old_scored)
         _same(clf, clf.decide(new_scored, context),
               classify_reference.decide(clf, old_scored, context),
               _all_features(clf, text, subject, context))
@@ -191,3 +206,109 @@ def test_top_words_do_not_depend_on_the_string_hash_seed():
                            text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed}
                            ).stdout for seed in ("1", "2")]
     assert outs[0] == outs[1] and outs[0].count("\n") == 600
+
+
+def test_unread_language_is_the_old_answer_on_every_text():
+    """Letters counted in C give the old answer: every labelled text, the hostile texts,
+    and mixes of scripts near the thresholds (20 letters, half foreign, 4 % Vietnamese)."""
+    from gateway.classification import unread
+    mixes = ["医生" * k + " hello doctor" * j for k in range(0, 14, 3) for j in range(4)]
+    mixes += ["Chị ơi kết quả " * k + "ok " * j + "señor á é í ó ú ñ " * i
+              for k in range(3) for j in range(0, 30, 7) for i in range(3)]
+    mixes += ["Ｎo ＢＬＥＥＤＩＮＧ ² ½ ß ǅ İ _ " * k + "x" * j for k in range(4) for j in (0, 9, 40)]
+    # around the 4 % share of letters outside ASCII: Vietnamese letters, marks, digits
+    mixes += [c * k + " ab" * j for c in ("ơ", "ư ", "é", "²", "医")
+              for k in range(0, 12) for j in (30, 48, 50, 52, 60)]
+    texts = [t for t, _s, _c in MESSAGES] + HOSTILE + mixes
+    assert sum(unread.is_unread(t) for t in texts) > 30
+    for text in texts:
+        assert unread.is_unread(text) == classify_reference.is_unread(text), text[:80]
+
+
+def test_needed_literals_are_in_every_match():
+    """The strings `literals.needed` reads from a pattern: every match of it contains one,
+    so a text without any of them is not searched; unknown constructs give None."""
+    from gateway.classification.literals import needed, present
+    cases = {
+        r"(incisions?|wounds?|scars?)\b.{0,40}\b(red|hot)": ("incision", "scar", "wound"),
+        r"\d{1,2} ?(weeks?|wks?|semanas)\b": ("semanas", "week", "wk"),
+        r"(?<!over )\b(100\.[4-9]|10[1-5]\.\d|3[89][.,]\d)": ("10", "3"),
+        r"(?:fooo)+bar": ("fooo",), r"(a|)bcd": ("bcd",), r"\$ ?\d": ("$",),
+        r"(?i:abc)": None, r"(?i)abc": None, r"x*": None, r"[2-9]|1\d|two": None,
+        r"ab?c": ("a",), r"(?=abc)x": ("x",), r"(?:a|b)\w+": ("a", "b"),
+    }
+    for pattern, want in cases.items():
+        got = needed(re.compile(pattern))
+        assert got is None if want is None else set(got) == set(want), pattern
+    assert not present(("week", "wk"), "three days ago") and present(None, "")
+    assert present(("week", "wk"), "38wks")
+
+
+def test_index_finds_the_words_and_starts_the_old_index_found():
+    """ASCII texts are split in C (translate, split): the same words at the same places
+    as the old one-match-per-word index, and the same first letters."""
+    from gateway.classification.text import TextIndex
+    texts = HOSTILE + [features.normalize(t) for t, _s, _c in MESSAGES] + [
+        t for t, _s, _c in MESSAGES[::3]] + ["__a__ b_c", "a  b\t\tc\n", "x" * 5, "!!", "_"]
+    for text in texts:
+        new, old = TextIndex(text), TextIndex.__new__(TextIndex)
+        classify_reference._index_init(old, text)
+        assert (new._at, new.words, new.heads) == (old._at, old.words, old.heads), text[:80]
+
+
+def test_model_reads_is_the_old_answer():
+    """Counting only the first min_words words gives the old answer (whole-text split)."""
+    texts = [t for t, _s, _c in MESSAGES] + HOSTILE + [
+        " ".join(["w"] * k) + tail for k in range(16) for tail in ("", " ", "\n\t ", "\u2028")]
+    for config in ({}, {"min_words": 12}, {"min_words": 0}, {"min_words": 1},
+                   {"min_words": -3}, {"min_words": 12, "max_chars": 50}):
+        for text in texts:
+            assert features.model_reads(text, config) == \
+                classify_reference.model_reads(text, config), (config, text[:80])
+
+
+def test_normalize_folds_case_as_before():
+    """ASCII text lower-cased (fast) is the text case-folded: every labelled and hostile
+    text and subject, and every ASCII character."""
+    from gateway.classification import text as text_module
+    ascii_all = "".join(chr(c) for c in range(128))
+    texts = [t for m in MESSAGES for t in m[:2]] + HOSTILE + [ascii_all, "ẞ ß ǅ ﬁ İ K Å"]
+    for text in texts:
+        folded = text
+        for a, b in text_module._REPLACE:
+            folded = folded.replace(a, b)
+        if not folded.isascii():
+            folded = text_module._COMBINING.sub(
+                "", text_module.unicodedata.normalize("NFKD", folded))
+        assert text_module.normalize(text) == " ".join(folded.casefold().split()), text[:80]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_grams_tallied_per_word_are_the_grams_of_the_joined_words(clf, n):
+    """`Grams.tally` (n-grams inside each word cached, those across a space made anew)
+    counts and weighs exactly the distinct n-grams of the words joined by spaces, on
+    every labelled message and the hostile texts, with the cache filled and emptied."""
+    from gateway.classification import grams as grams_module
+    packed = clf.model._packed
+    texts = [t for t, _s, _c in MESSAGES] + HOSTILE + ["a", "a b", "ab c", "a bc d e"]
+    tally = grams_module.Grams(packed, n)
+    for i, text in enumerate(texts):
+        _feats, words, unique = features.word_features(features.normalize(text[:6000]))
+        if not words:
+            continue
+        if i % 500 == 0:
+            tally = grams_module.Grams(packed, n)  # a cold cache now and then
+        want = set(features.char_grams(words, n))
+        found = [packed[g] for g in want if g in packed]
+        assert tally.tally(words, unique) == (len(want), len(found), sum(found)), text[:80]
+
+
+def test_grams_cache_starts_afresh_past_its_limit(clf, monkeypatch):
+    from gateway.classification import grams as grams_module
+    monkeypatch.setattr(grams_module, "LIMIT", 50)
+    tally = grams_module.Grams(clf.model._packed, 4)
+    words = [f"w{i}x" for i in range(80)]
+    assert tally.tally(words, set(words))[0] == len(set(features.char_grams(words, 4)))
+    assert tally._cache == {}
+    assert tally.tally(words[:3], set(words[:3])) == tally.tally(words[:3], set(words[:3]))
+    assert len(tally._cache) == 3

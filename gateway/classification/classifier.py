@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from . import confidential, unread
 from .combine import combine
-from .features import model_reads, context_features, normalized_feature_set
-from .learned import DEFAULT_PATH, LearnedModel
+from .features import char_grams, context_features, model_reads, word_features
+from .learned import DEFAULT_PATH, NO_GRAMS, LearnedModel
 from .matcher import context_hit, decide, score_indexed, strip_subject_prefixes
 from .model import Classification, Rule, Settings
 from .rules import load_rules
@@ -56,21 +56,28 @@ class Classifier:
         hits = score_indexed(self.rules, self.settings, index, subject_index)
         if self.settings.unread_language_urgent and unread.is_unread(text):
             hits.append(unread.hit(self.settings.emergency_min_score))
-        feats = None if self.model is None else frozenset(
-            self._features(text, norm, norm_subject))
+        feats, grams = (None, NO_GRAMS) if self.model is None else self._features(
+            text, norm, norm_subject)
         # The model reads only the first max_chars of a long text, and hardly anything of a
         # few words: what it did not read it cannot rule out, so a red flag raises then
         # without its second opinion.
         seen_all = self.model is None or model_reads(text, self.model.config, norm)
         indexes = (index,) if subject_index is None else (index, subject_index)
         return Scored(tuple(hits), feats, seen_all,
-                      confidential=confidential.find_indexed(self.markers, *indexes))
+                      confidential=confidential.find_indexed(self.markers, *indexes),
+                      grams=grams)
 
-    def _features(self, text: str, norm: str, norm_subject: str) -> set[str]:
+    def _features(self, text: str, norm: str, norm_subject: str) -> tuple[frozenset, tuple]:
+        """The model's features of the text but its character n-grams, which are tallied
+        per word (grams.py) where the model allows it, and that tally."""
         config = self.model.config
         if len(text) > self._max_chars:  # the model reads the first max_chars only
             norm = normalize(text[:self._max_chars])
-        return normalized_feature_set(norm, norm_subject, None, config)
+        feats, words, unique = word_features(norm, norm_subject, None, config)
+        if words and self.model.grams is not None:
+            return frozenset(feats), self.model.grams.tally(words, unique)
+        feats.update(char_grams(words, int(config.get("char", 4))))
+        return frozenset(feats), NO_GRAMS
 
     def confidential(self, text: str, subject: str = "") -> tuple[str, ...]:
         """The confidential topics the markers find in a text (e.g. a staff answer)."""
@@ -85,7 +92,8 @@ class Classifier:
         if self.model is None:
             return decide(hits, self.settings)
         vote = self.model.vote_features(scored.features or frozenset(),
-                                        extra=context_features(context_kind))
+                                        extra=context_features(context_kind),
+                                        grams=scored.grams)
         return combine(hits, self.settings, vote, self.model, scored.model_saw_all)
 
 
@@ -96,3 +104,5 @@ class Scored:
     features: frozenset | None  # the learned model's features (None without a model)
     model_saw_all: bool = True  # False: too long or too short for the model's opinion
     confidential: tuple = ()  # topics the confidential markers found (text or subject)
+    # the character n-grams left out of `features`, tallied (grams.Grams.tally)
+    grams: tuple = NO_GRAMS

@@ -37,9 +37,13 @@ def model_reads(text: str, config: dict | None = None, norm: str | None = None) 
     language it learned (not Portuguese, French, Polish...: `language.in_other_language`).
     *norm*: the text already normalised, when the caller has it."""
     cfg = config or DEFAULT_CONFIG
-    return (len(text) <= int(cfg.get("max_chars", 6000))
-            and len(text.split()) >= int(cfg.get("min_words", 0))
-            and not in_other_language(normalize(text) if norm is None else norm))
+    if len(text) > int(cfg.get("max_chars", 6000)):
+        return False
+    # At least n words: the first n split off (a long text is not split to the end).
+    n = int(cfg.get("min_words", 0))
+    if n > 0 and len(text.split(None, n)) < n:
+        return False
+    return not in_other_language(normalize(text) if norm is None else norm)
 
 
 _CLAUSE_WORDS = frozenset("but pero however though although".split())
@@ -99,6 +103,16 @@ def normalized_feature_set(norm: str, norm_subject: str = "", context: str | Non
     """`feature_set` of a text and subject already normalised (`text.normalize`; the text
     cut to ``max_chars`` before): the classifier shares them with the rules."""
     cfg = config or DEFAULT_CONFIG
+    feats, words, _unique = word_features(norm, norm_subject, context, cfg)
+    feats.update(char_grams(words, int(cfg.get("char", 4))))
+    return feats
+
+
+def word_features(norm: str, norm_subject: str = "", context: str | None = None,
+                  config: dict | None = None) -> tuple[set[str], list[str], set[str]]:
+    """The features of `normalized_feature_set` but the character n-grams, and the words
+    (digits folded) and their set, from which the n-grams are made (`char_grams`)."""
+    cfg = config or DEFAULT_CONFIG
     if _HAS_DIGIT(norm):
         norm = norm.translate(_ZEROS)
     words = _WORD.findall(norm)
@@ -109,15 +123,19 @@ def normalized_feature_set(norm: str, norm_subject: str = "", context: str | Non
     feats: set[str] = {"w:" + w for w in unique}
     if cfg.get("bigrams", True):
         feats.update([f"b:{a} {b}" for a, b in zip(words, words[1:])])
-    n = int(cfg.get("char", 4))
-    if n > 0:  # the n-grams of the words joined by spaces, made in C (zip and join)
-        joined = " " + " ".join(words) + " "
-        feats.update(map("".join, zip(*(joined[i:] for i in range(n)))))
     if cfg.get("negation") and not _NEGATION.isdisjoint(unique):
         feats.update(_negated(norm, _NEGATION.intersection(unique)))
     feats.update(["s:" + w for w in _words(norm_subject)[:30]])
     feats.update(context_features(context))
-    return feats
+    return feats, words, unique
+
+
+def char_grams(words: list[str], n: int):
+    """The character n-grams of the words joined by spaces (made in C: zip and join)."""
+    if n <= 0:
+        return ()
+    joined = " " + " ".join(words) + " "
+    return map("".join, zip(*(joined[i:] for i in range(n))))
 
 
 def context_features(context: str | None) -> set[str]:

@@ -18,15 +18,18 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import operator
 import re
 from typing import Iterator
 
 from .firstchar import engine_skips, first_chars
+from .literals import needed, present
 
 _WORDS = re.compile(r"\w+")
 _SPLIT = re.compile(r"(\w+)").split
 _first_chars = functools.lru_cache(maxsize=4096)(first_chars)
 _engine_skips = functools.lru_cache(maxsize=4096)(engine_skips)
+_needed = functools.lru_cache(maxsize=4096)(needed)
 
 
 class TextIndex:
@@ -36,23 +39,21 @@ class TextIndex:
 
     def __init__(self, text: str):
         self.text = text
-        # The words and their starts from one split: [gap, word, gap, word, ..., gap].
-        parts = _SPLIT(text)
-        ends = list(itertools.accumulate(map(len, parts)))
         at: dict[str, list[int]] = {}
         get = at.get
-        for word, start in zip(parts[1::2], ends[::2]):
-            found = get(word)
-            if found is None:
-                at[word] = [start]
-            else:
-                found.append(start)
+        for word, start in _words_and_starts(text):
+            if word:
+                found = get(word)
+                if found is None:
+                    at[word] = [start]
+                else:
+                    found.append(start)
         self._at = at
         self.words = frozenset(at)
         self._sorted: list[str] | None = None
         self._stems: dict[str, bool] = {}
         self._stem_at: dict[str, list[int]] = {}
-        self.heads = frozenset(w[:3] for w in self.words)  # the first 3 letters of words
+        self.heads = frozenset(map(_HEAD, at))  # the first 3 letters of words
         self.memo: dict = {}  # per-text results the matcher reuses across rules
 
     def _sorted_words(self) -> list[str]:
@@ -88,6 +89,26 @@ class TextIndex:
             found.sort()
             self._stem_at[stem] = found
         return found
+
+
+# An ASCII text's words are its runs of [A-Za-z0-9_] (what \\w is in ASCII): every other
+# character becomes a space in C, and one split on single spaces gives each word (and an
+# empty string between two neighbouring separators), each starting one past the previous
+# part's end.
+_NOT_WORD = bytes(c if chr(c).isalnum() or c == ord("_") else 32 for c in range(128)) \
+    + bytes(range(128, 256))
+_HEAD = operator.itemgetter(slice(None, 3))
+
+
+def _words_and_starts(text: str):
+    """(word, start) pairs in order; a pair with an empty word is to be skipped."""
+    if text.isascii():
+        parts = text.encode("ascii").translate(_NOT_WORD).decode("ascii").split(" ")
+        return zip(parts, map(operator.add, itertools.accumulate(map(len, parts), initial=0),
+                              itertools.count()))
+    # [gap, word, gap, word, ..., gap] from one split: each word starts where its gap ends
+    parts = _SPLIT(text)
+    return zip(parts[1::2], list(itertools.accumulate(map(len, parts)))[::2])
 
 
 def iter_matches(terms, index: TextIndex) -> Iterator[re.Match]:
@@ -144,6 +165,8 @@ _TRIES = 24
 
 
 def _search(regex: re.Pattern, bounded: bool, text: str) -> Iterator[re.Match]:
+    if not present(_needed(regex), text):  # a word every match contains is not in the text
+        return
     skip, pos = _first_chars(regex), 0
     tries = 0 if skip is None or _engine_skips(regex) else _TRIES
     while True:

@@ -11,8 +11,10 @@ import pathlib
 from dataclasses import dataclass
 
 from .features import feature_set, label
+from .grams import Grams, supports as grams_supported
 from .model import CATEGORIES, EMERGENCY, RuleError
 
+NO_GRAMS = (0, 0, 0)  # no character n-gram left out of a vote's features
 DEFAULT_PATH = pathlib.Path(__file__).resolve().parent / "data" / "triage-model.json.gz"
 FORMAT = "portal-triage-logreg-1"
 # Words too common to explain anything to staff (the model still uses them).
@@ -52,10 +54,15 @@ class LearnedModel:
             raise RuleError(source, f"model file is not a {FORMAT} model for these categories")
         self._emergency = self.classes.index(EMERGENCY)
         self._explains = _explanations(self.weights, len(self.classes))
+        # ... and their names as sets: a message's features meet a set faster than a dict
+        self._explained = [frozenset(margins) for margins in self._explains]
         try:
             self._packed = {k: _pack(row) for k, row in self.weights.items()}
         except ValueError as exc:
             raise RuleError(source, f"model file is not valid: {exc}") from None
+        # The character n-grams tallied per word (grams.py), when their size allows it.
+        char = int(self.config.get("char", 4))
+        self.grams = Grams(self._packed, char) if grams_supported(char) else None
 
     @classmethod
     def load(cls, path: pathlib.Path = DEFAULT_PATH) -> "LearnedModel":
@@ -71,17 +78,20 @@ class LearnedModel:
         return self.vote_features(feature_set(text, subject, context, self.config), top)
 
     def vote_features(self, feats: set[str] | frozenset[str], top: int = 5,
-                      extra: set[str] | frozenset[str] = frozenset()) -> Vote:
+                      extra: set[str] | frozenset[str] = frozenset(),
+                      grams: tuple[int, int, int] = NO_GRAMS) -> Vote:
         """The vote over a message's features (`feature_set`) and the *extra* ones (the
-        context's), taken as one set without copying *feats*."""
+        context's), taken as one set without copying *feats*; *grams*: the character
+        n-grams left out of *feats*, tallied (`Grams.tally`)."""
         extra = extra - feats if extra else extra
         packed = self._packed
         hits = list(filter(None, map(packed.get, feats)))  # a packed row is never 0
         if extra:
             hits += filter(None, map(packed.get, extra))
-        count = len(feats) + len(extra)
+        gram_count, gram_hits, gram_total = grams
+        count = len(feats) + len(extra) + gram_count
         value = 1.0 / math.sqrt(count) if count else 0.0
-        sums = _unpack(sum(hits), len(hits), len(self.classes))
+        sums = _unpack(sum(hits) + gram_total, len(hits) + gram_hits, len(self.classes))
         scores = [b + value * w for b, w in zip(self.intercept, sums)]
         probs = _softmax(scores)
         best = max(range(len(probs)), key=probs.__getitem__)
@@ -92,10 +102,10 @@ class LearnedModel:
         """Whole-word features of the message that favour class *best* the most; equal
         margins in name order (no longer in the order of a set, which changed with
         Python's string hashing from one process to the next)."""
-        margins = self._explains[best]
-        named = feats & margins.keys()
+        margins, names = self._explains[best], self._explained[best]
+        named = feats & names
         if extra:
-            named |= extra & margins.keys()
+            named |= extra & names
         out: list[str] = []
         for name in sorted(named, key=lambda name: (-margins[name], name)):
             word = label(name)

@@ -33,7 +33,8 @@ def normalize(text: str) -> str:
             text = text.replace(a, b)
     if not text.isascii():
         text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
-    return " ".join(text.casefold().split())
+    # ASCII text folds as it lower-cases, and str.lower has a fast path for it
+    return " ".join((text.lower() if text.isascii() else text.casefold()).split())
 
 
 def _phrase_regex(tokens: list[str]) -> str:

@@ -10,6 +10,8 @@ clock, where someone arranges a translation, and the patient gets the emergency 
 """
 from __future__ import annotations
 
+import re
+import string
 import unicodedata
 
 from ..language import marker_words
@@ -24,6 +26,8 @@ FOREIGN_SHARE = 0.5  # half the letters outside the Latin script
 _VIETNAMESE = frozenset("ăâđêôơư")
 VIETNAMESE_SHARE = 0.04
 MAX_READ_WORDS = 2  # this many English/Spanish marker words: the rules and model can read it
+_NON_ASCII = re.compile(r"[^\x00-\x7f]").findall
+_ASCII_LETTERS = string.ascii_letters.encode()
 
 
 def is_unread(text: str, limit: int = 6000) -> bool:
@@ -33,13 +37,21 @@ def is_unread(text: str, limit: int = 6000) -> bool:
     sample = (text or "")[:limit]
     if sample.isascii():  # nearly every message: no letter of another script or Vietnamese
         return False
-    letters = [c for c in sample if c.isalpha()]
-    if len(letters) < MIN_LETTERS:
+    # The letters counted in C: the ASCII ones (a-z, A-Z) from the ASCII characters, and
+    # the few others one by one (only these can be foreign or Vietnamese).  Both shares
+    # below count letters outside ASCII: with fewer than VIETNAMESE_SHARE of the letters
+    # (a few accents in English or Spanish) neither is reached.
+    plain = sample.encode("ascii", "ignore")
+    ascii_letters = len(plain) - len(plain.translate(None, _ASCII_LETTERS))
+    if len(sample) - len(plain) < VIETNAMESE_SHARE * ascii_letters:
         return False
-    wide = [c for c in letters if not c.isascii()]  # only these can be foreign or Vietnamese
-    foreign = sum(1 for c in wide if not _latin(c)) >= FOREIGN_SHARE * len(letters)
+    wide = [c for c in _NON_ASCII(sample) if c.isalpha()]
+    letters = ascii_letters + len(wide)
+    if letters < MIN_LETTERS or len(wide) < VIETNAMESE_SHARE * letters:
+        return False
+    foreign = sum(1 for c in wide if not _latin(c)) >= FOREIGN_SHARE * letters
     vietnamese = sum(1 for c in wide if _base(c) in _VIETNAMESE)
-    if not (foreign or vietnamese >= VIETNAMESE_SHARE * len(letters)):
+    if not (foreign or vietnamese >= VIETNAMESE_SHARE * letters):
         return False
     return marker_words(text, limit) < MAX_READ_WORDS
 

@@ -20,7 +20,8 @@ from gateway import audit, metrics, pipeline, quarantine
 from gateway.auth.strict import envelope_error
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, TOO_BIG, Reject
 from gateway.smtp import limits as L
-from gateway.smtp.admission import check_recipient, envelope_rewritten
+from gateway.smtp.admission import (LOOK_UP, check_recipient, envelope_rewritten,
+                                     without_database)
 from gateway.smtp.data import receive_data
 from gateway.smtp.tls import server_tls
 
@@ -272,8 +273,10 @@ class InboundHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if len(envelope.rcpt_tos) >= self.services.cfg.smtp.max_recipients:
             return await self._refuse_rcpt(session, "452 4.5.3 Too many recipients")
-        reply = await asyncio.to_thread(check_recipient, self.services,
-                                        envelope_sender(envelope), address)
+        reply = without_database(self.services, envelope_sender(envelope), address)
+        if reply is LOOK_UP:  # a token: a database read, in a worker thread
+            reply = await asyncio.to_thread(check_recipient, self.services,
+                                            envelope_sender(envelope), address)
         if reply is not None:
             return await self._refuse_rcpt(session, reply)
         envelope.rcpt_tos.append(address)

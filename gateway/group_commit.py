@@ -16,6 +16,7 @@ before, in the sessions' own threads.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -29,9 +30,11 @@ MAX_BATCH = 64  # jobs per shared transaction
 
 
 class GroupCommit:
-    def __init__(self, transaction: Callable, committed: Callable[[], None]):
+    def __init__(self, transaction: Callable, committed: Callable[[], None],
+                 gate: Callable = contextlib.nullcontext):
         self._transaction = transaction  # () -> context manager yielding a session
         self._committed = committed  # called after every successful commit
+        self._gate = gate  # () -> context manager held around each transaction (db.WriteGate)
         self.batches = 0  # commits made, for tests and the benchmark
         self.jobs = 0
         self._fresh()
@@ -89,7 +92,7 @@ class GroupCommit:
 
     def _alone(self, job: Callable, future: Future, notify: bool) -> None:
         try:
-            with self._transaction() as session:
+            with self._gate(), self._transaction() as session:
                 result = job(session)
         except BaseException as error:
             future.set_exception(error)
@@ -100,7 +103,7 @@ class GroupCommit:
     def _together(self, batch: list[tuple[Callable, Future, bool]]) -> None:
         outcomes = []
         try:
-            with self._transaction() as session:
+            with self._gate(), self._transaction() as session:
                 for job, future, _ in batch:
                     outcomes.append((future, *_in_savepoint(session, job)))
         except Exception as error:  # the shared commit failed: each on its own

@@ -131,15 +131,22 @@ class CopiedHeaders(EmailPolicy):
 OUTBOUND = CopiedHeaders()
 
 
+# Fifteen "=" and 20 random digits, drawn once per process: no quoted-printable or base64
+# body can contain it (an "=" in such a body is always "=3D" or padding), and the mails
+# built here nest no multipart in another, so one boundary serves every mail.  Being the
+# same each time, its Content-Type header is parsed and folded once (CopiedHeaders'
+# caches), not for every acknowledgement.
+_BOUNDARY = "=" * 15 + f"{secrets.randbits(64):020d}" + "=="
+
+
 class _Generator(BytesGenerator):
-    """The library's generator, except for the multipart boundary: fifteen "=" and 20
-    random digits, which no quoted-printable or base64 body can contain (an "=" in such
-    a body is always "=3D" or padding), so the body needs no search for it (the library
-    compiles a new regular expression for every boundary)."""
+    """The library's generator, except for the multipart boundary (`_BOUNDARY`): the body
+    needs no search for it (the library compiles a new regular expression for every
+    boundary it makes up)."""
 
     @classmethod
     def _make_boundary(cls, text=None):
-        return "=" * 15 + f"{secrets.randbits(64):020d}" + "=="
+        return _BOUNDARY
 
 
 def as_bytes(msg: EmailMessage) -> bytes:
@@ -198,6 +205,7 @@ class Notices:
             keep_trailing_newline=True,
             auto_reload=False,  # compiled once; `reload` builds a new Notices
         )
+        self._names: dict[tuple[str, str], str] = {}  # (name, lang) -> loader name
 
     def names(self, lang: str = "en") -> list[str]:
         folder = self.dir / "mail" if lang == "en" else self.dir / "mail" / lang
@@ -207,6 +215,15 @@ class Notices:
         """Languages with their own folder under templates/mail/ (English not included)."""
         return sorted(p.name for p in (self.dir / "mail").iterdir()
                       if p.is_dir() and len(p.name) == 2)
+
+    def _template_name(self, name: str, lang: str) -> str:
+        """The loader's name of `path` (found once: templates change only by a reload,
+        which makes a new Notices)."""
+        key = (name, lang)
+        rel = self._names.get(key)
+        if rel is None:
+            rel = self._names[key] = self.path(name, lang).relative_to(self.dir).as_posix()
+        return rel
 
     def path(self, name: str, lang: str = "en") -> Path:
         """The template file for NAME in LANG, or the English one when LANG has none."""
@@ -222,9 +239,8 @@ class Notices:
 
     def render(self, name: str, lang: str = "en", **context) -> tuple[str, str, str | None]:
         """(subject, text, html or None) for template NAME in LANG."""
-        path = self.path(name, lang)
+        rel = self._template_name(name, lang)
         try:
-            rel = path.relative_to(self.dir).as_posix()
             text = self.env.get_template(rel).render(**self._localize(context, lang))
         except jinja2.TemplateError as e:
             raise TemplateError(f"templates/mail/{name} ({lang}): {e}") from e

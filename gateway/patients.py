@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from gateway import audit, roster_csv
@@ -30,8 +30,10 @@ def by_email(session: Session, address: str | None) -> Patient | None:
     norm = normalize(address) if address else None
     if not norm:
         return None
-    index = address_index(norm)
-    return session.scalar(select(Patient).where(Patient.email_index == index))
+    return session.scalar(_BY_INDEX, {"index": address_index(norm)})
+
+
+_BY_INDEX = select(Patient).where(Patient.email_index == bindparam("index"))  # built once
 
 
 # -- one address belongs to one person (a patient or a proxy) ---------------------------

@@ -55,7 +55,7 @@ class Services:
         return db.transaction(self.factory)
 
     def __post_init__(self) -> None:
-        self._group = GroupCommit(self.transaction, self.committed)
+        self._group = GroupCommit(self.transaction, self.committed, db.write_gate(self.engine))
         self.reader = db.reader(self.engine)  # sessions that only read (no write lock)
         self._classifier_lock = threading.Lock()
 

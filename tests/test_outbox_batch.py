@@ -79,3 +79,16 @@ async def test_mail_queued_with_its_id_already_in_it_is_not_stamped_twice(config
         assert only.get_all("X-Portal-Outbox") == [str(row.id)]
     finally:
         services.close()
+
+
+def test_a_repeated_delivery_finds_the_file_a_mail_client_already_moved(tmp_path):
+    """Written, then the gateway died before marking it sent, and the staff member's mail
+    client has read it (new/ -> cur/ with flags): the retry delivers nothing twice."""
+    from gateway.delivery.maildir import MaildirDelivery
+    box = MaildirDelivery(tmp_path)
+    first = box.write(7, 1700000000, STAFF, b"Subject: x\r\n\r\nbody\r\n")
+    read = first.parent.parent / "cur" / (first.name + ":2,S")
+    first.rename(read)
+    other = box.write(70, 1700000000, STAFF, b"Subject: y\r\n\r\nbody\r\n")  # a name that starts like 7's
+    assert box.write(7, 1700000000, STAFF, b"Subject: x\r\n\r\nbody\r\n") == read
+    assert sorted(os.listdir(tmp_path / STAFF / "new")) == [other.name]

@@ -68,6 +68,7 @@ def _serve(services, role=None) -> int:
     # gets the interpreter back within 1 ms instead of 5, so SMTP replies and /healthz stay
     # prompt while a costly message is analysed.
     sys.setswitchinterval(0.001)
+    _freeze_loaded_objects()
     ports = {} if role is None else {"inbound_port": role.inbound_port,
                                      "submission_port": role.submission_port,
                                      "worker": role.index}
@@ -76,6 +77,17 @@ def _serve(services, role=None) -> int:
     except OSError as e:
         raise CommandError(f"cannot listen: {e}") from None
     return 0
+
+
+def _freeze_loaded_objects() -> None:
+    """What start-up loaded (rules, model, templates: about 170,000 objects) lives as long
+    as the process: move it out of the garbage collector's sight (`gc.freeze`), so a full
+    collection no longer walks it and holds the interpreter for about 65 ms (a p99 spike
+    for every session at that moment); 4 such collections in 400 messages, then 1 of 17 ms.
+    Rules reloaded by SIGHUP are not frozen (collected as before)."""
+    import gc
+    gc.collect()
+    gc.freeze()
 
 
 def _serve_workers(args) -> int:

@@ -20,10 +20,47 @@ from __future__ import annotations
 import email.feedparser
 import email.policy
 import re
+import threading
+from collections import OrderedDict
 
 from gateway.content.bulk import cut_runs
 
 HEADERS_TO_FORCE = ("From", "Subject", "Message-ID", "Content-Type")
+
+# MIME structure headers: the parser and the stripper ask for Content-Type about twenty
+# times per message (every ``get_content_type``, ``get_param``...), and the default policy
+# builds a new ``headerregistry`` object each time.  Their values repeat across messages
+# and carry no patient data (Content-Disposition, which may name a file, is left out).
+_SHARED_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+_SHARED_MAX_VALUE, _SHARED_MAX_ENTRIES = 300, 1024
+
+
+class _InboundPolicy(email.policy.EmailPolicy):
+    """``email.policy.default``, except that a MIME structure header is parsed once per
+    distinct value (a bounded cache; header objects are read-only)."""
+
+    _cache: OrderedDict = OrderedDict()
+    _lock = threading.Lock()
+
+    def header_fetch_parse(self, name, value):
+        if hasattr(value, "name") or name.lower() not in _SHARED_HEADERS \
+                or len(value) > _SHARED_MAX_VALUE:
+            return super().header_fetch_parse(name, value)
+        key = (name.lower(), value)
+        with self._lock:
+            header = self._cache.get(key)
+            if header is not None:
+                self._cache.move_to_end(key)
+                return header
+        header = super().header_fetch_parse(name, value)  # may raise: nothing is kept
+        with self._lock:
+            self._cache[key] = header
+            if len(self._cache) > _SHARED_MAX_ENTRIES:
+                self._cache.popitem(last=False)
+        return header
+
+
+INBOUND_POLICY = _InboundPolicy()
 
 
 class MimeLimit(Exception):
@@ -67,13 +104,13 @@ def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000,
     extra = ["UnquotedBoundaryRepaired"] if fixed is not raw else []
     try:
         skeleton, bulk = cut_runs(fixed) if cut else (fixed, None)
-        msg = _parse(skeleton, email.policy.default, max_depth, max_parts)
+        msg = _parse(skeleton, INBOUND_POLICY, max_depth, max_parts)
         for name in HEADERS_TO_FORCE:
-            msg.get_all(name)  # header objects are built lazily; force them now
+            header_values(msg, name)  # header objects are built lazily; force them now
         if msg.get_content_maintype() == "multipart" and not msg.is_multipart():
             repaired = add_missing_boundary(fixed)
             if repaired is not None:
-                msg, bulk = _parse(repaired, email.policy.default, max_depth, max_parts), None
+                msg, bulk = _parse(repaired, INBOUND_POLICY, max_depth, max_parts), None
                 extra.append("MissingBoundaryRepaired")
         if bulk is not None:
             bulk.reparse = lambda: parse_bytes(raw, max_depth, max_parts, cut=False)[0]
@@ -86,16 +123,22 @@ def parse_bytes(raw: bytes, max_depth: int = 20, max_parts: int = 1000,
         return msg, extra + [f"ParseFallback:{type(e).__name__}"]
 
 
-def header_text(msg, name: str) -> str | None:
-    """The first NAME header of a parsed inbound message as text (None when absent),
-    decoded once and kept with the message: every ``msg.get`` would build a new
-    ``headerregistry`` object, and the steps read Subject and Message-ID several times."""
-    cache = msg.__dict__.setdefault("_portal_header_text", {})
+def header_values(msg, name: str) -> list:
+    """Every NAME header of a parsed inbound message (``msg.get_all(name) or []``), parsed
+    once and kept with the message: every ``msg.get_all`` would build new ``headerregistry``
+    objects, and the steps read From, Subject and Message-ID several times.  The inbound
+    message is never changed after parsing, so the kept values stay true."""
+    cache = msg.__dict__.setdefault("_portal_headers", {})
     key = name.lower()
     if key not in cache:
-        value = msg.get(name)
-        cache[key] = None if value is None else str(value)
+        cache[key] = msg.get_all(name) or []
     return cache[key]
+
+
+def header_text(msg, name: str) -> str | None:
+    """The first NAME header of a parsed inbound message as text (None when absent)."""
+    values = header_values(msg, name)
+    return str(values[0]) if values else None
 
 
 # An unquoted boundary value with "=" in it (tspecials are not allowed unquoted).

@@ -72,10 +72,10 @@ class MaildirDelivery:
             raise
 
     def _write(self, folder: Path, base: str, raw: bytes, sync_dir: bool) -> Path:
-        for existing in (folder / "new" / base, *(folder / "cur").glob(base + ":*")):
-            if existing.exists():  # its directory may not be synced yet (a crash)
-                self._synced(existing.parent, sync_dir)
-                return existing
+        existing = _earlier(folder, base)
+        if existing is not None:  # its directory may not be synced yet (a crash)
+            self._synced(existing.parent, sync_dir)
+            return existing
         tmp = folder / "tmp" / base
         with open(tmp, "wb") as fh:
             fh.write(raw.replace(b"\r\n", b"\n"))
@@ -91,6 +91,24 @@ class MaildirDelivery:
             _fsync_dir(directory)
         else:
             self._unsynced.add(directory)
+
+
+def _earlier(folder: Path, base: str) -> Path | None:
+    """The file an earlier attempt delivered: ``new/BASE``, or ``cur/BASE:<flags>`` once a
+    mail client has seen it.  A plain prefix test, not ``Path.glob``, which compiles a
+    new regular expression for every (unique) file name."""
+    fresh = folder / "new" / base
+    if fresh.exists():
+        return fresh
+    prefix = base + ":"
+    try:
+        with os.scandir(folder / "cur") as entries:
+            for entry in entries:
+                if entry.name.startswith(prefix):
+                    return Path(entry.path)
+    except FileNotFoundError:
+        pass
+    return None
 
 
 def _fsync_all(folders) -> None:

@@ -40,8 +40,12 @@ def token_live(session, cfg, purpose: str, token: str) -> bool:
     return True
 
 
-def check_recipient(services, mail_from: str, rcpt: str) -> str | None:
-    """None to accept the recipient, else the SMTP reply that refuses it."""
+LOOK_UP = "look up the token"  # `without_database`: only the database can tell
+
+
+def without_database(services, mail_from: str, rcpt: str) -> str | None:
+    """What `check_recipient` says when no token needs looking up (None: accepted; a
+    refusal), else LOOK_UP.  No blocking work: the event loop may call it itself."""
     local = services.addresses.parse(rcpt)
     if local is None:
         return UNKNOWN_RECIPIENT
@@ -49,8 +53,15 @@ def check_recipient(services, mail_from: str, rcpt: str) -> str | None:
         return REFUSED_NULL_SENDER
     if mail_from and local.purpose == "bounces":
         return NOT_NULL_SENDER
-    if local.token is None:
-        return None
+    return None if local.token is None else LOOK_UP
+
+
+def check_recipient(services, mail_from: str, rcpt: str) -> str | None:
+    """None to accept the recipient, else the SMTP reply that refuses it."""
+    reply = without_database(services, mail_from, rcpt)
+    if reply is not LOOK_UP:
+        return reply
+    local = services.addresses.parse(rcpt)
     with services.reader() as session:  # a read: never queues behind the writers
         if not token_live(session, services.cfg, local.purpose, local.token):
             return UNKNOWN_RECIPIENT

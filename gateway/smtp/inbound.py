@@ -11,6 +11,7 @@ import asyncio
 import collections
 import functools
 import logging
+import re
 import secrets
 import weakref
 
@@ -20,7 +21,8 @@ from gateway import audit, metrics, pipeline, quarantine
 from gateway.auth.strict import envelope_error
 from gateway.decisions import ACCEPTED, BARE_LINE_ENDING, TEMPFAIL, TOO_BIG, Reject
 from gateway.smtp import limits as L
-from gateway.smtp.admission import check_recipient, envelope_rewritten
+from gateway.smtp.admission import (LOOK_UP, check_recipient, envelope_rewritten,
+                                     without_database)
 from gateway.smtp.data import receive_data
 from gateway.smtp.tls import server_tls
 
@@ -55,6 +57,13 @@ class YieldingReader:
 
     def __setattr__(self, name, value) -> None:  # aiosmtpd sets _transport on STARTTLS
         setattr(self._real, name, value)
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# <dot-atom@dot-atom>, then nothing or whitespace and ESMTP parameters (no comment, no
+# quote, no angle bracket: anything unusual goes to aiosmtpd's own parser).
+_PLAIN_ANGLE = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+                          r"(?:[ \t]+([A-Za-z][^()<>\"\\]*))?")
 
 
 class GatewaySMTP(SMTP):
@@ -195,6 +204,19 @@ class GatewaySMTP(SMTP):
         await super().smtp_MAIL(arg)
         self._watch_transaction()
 
+    def _getaddr(self, arg):
+        """aiosmtpd's address parsing (the email package's full RFC 5322 parser, about
+        0.5 ms a command), except for the usual ``<local@domain>`` in plain ASCII dot-atoms
+        with nothing or ESMTP parameters after it, read with one regular expression: the
+        same address and the same rest (tests/test_smtp_getaddr.py)."""
+        plain = _PLAIN_ANGLE.fullmatch(arg or "")
+        if plain is None:
+            return super()._getaddr(arg)
+        address, rest = plain.group(1), plain.group(2) or ""
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, rest
+
     async def push(self, status):
         if isinstance(status, str):
             for prefix, ours in REWORDED:
@@ -272,8 +294,10 @@ class InboundHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if len(envelope.rcpt_tos) >= self.services.cfg.smtp.max_recipients:
             return await self._refuse_rcpt(session, "452 4.5.3 Too many recipients")
-        reply = await asyncio.to_thread(check_recipient, self.services,
-                                        envelope_sender(envelope), address)
+        reply = without_database(self.services, envelope_sender(envelope), address)
+        if reply is LOOK_UP:  # a token: a database read, in a worker thread
+            reply = await asyncio.to_thread(check_recipient, self.services,
+                                            envelope_sender(envelope), address)
         if reply is not None:
             return await self._refuse_rcpt(session, reply)
         envelope.rcpt_tos.append(address)

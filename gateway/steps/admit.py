@@ -11,6 +11,7 @@ from email.headerregistry import HeaderRegistry
 
 from gateway import patients
 from gateway.auth.strict import header_block_error, strict_normalize
+from gateway.content.mime import header_values
 from gateway.clock import utcnow
 from gateway.decisions import REFUSED_SENDER, REFUSED_STAFF, UNKNOWN_RECIPIENT, Reject
 from gateway.models import Thread, Token
@@ -24,8 +25,19 @@ _REGISTRY = HeaderRegistry()
 def header_sender(msg) -> str | None:
     """The single From address, or None for anything ambiguous: several mailboxes or
     fields, defects, an ``@`` outside the address (display name, comment, encoded word),
-    or an address that is not plain syntax with a strict IDNA domain."""
-    values = msg.get_all("From") or []
+    or an address that is not plain syntax with a strict IDNA domain.  Read once per
+    message (the answer is kept with it)."""
+    kept = msg.__dict__.get("_portal_sender", _UNREAD)
+    if kept is _UNREAD:
+        kept = msg.__dict__["_portal_sender"] = _header_sender(msg)
+    return kept
+
+
+_UNREAD = object()
+
+
+def _header_sender(msg) -> str | None:
+    values = header_values(msg, "From")
     if len(values) != 1:
         return None
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from gateway.content.mime import header_text
 from gateway.decisions import ACCEPTED, Reject
@@ -41,10 +41,20 @@ def skip_duplicate(ctx) -> None:
     if session.get_bind().dialect.name == "postgresql":
         key = int.from_bytes(digest[:8], "big", signed=True)
         session.execute(select(func.pg_advisory_xact_lock(key)))
-    q = select(Message.id).where(Message.raw_sha256 == digest.hex(),
-                                 Message.received_at >= utcnow() - dt.timedelta(hours=hours))
     message_id = (header_text(ctx.msg, "Message-ID") or "")[:998] if ctx.msg else ""
+    params = dict(sha=digest.hex(), since=utcnow() - dt.timedelta(hours=hours))
     if message_id:
-        q = q.where(Message.message_id == message_id)
-    if session.scalar(q.limit(1)) is not None:
+        params["mid"] = message_id
+    # Core, on the session's connection: nothing of this message is pending a flush yet
+    # (this is its first statement), and earlier jobs of a group commit were flushed.
+    found = session.connection().execute(_SAME_WITH_ID if message_id else _SAME, params)
+    if found.first() is not None:
         raise Reject(ACCEPTED, "duplicate")
+
+
+_MESSAGES = Message.__table__
+# Built once (a statement built per message costs more than running it).
+_SAME = (select(_MESSAGES.c.id)
+         .where(_MESSAGES.c.raw_sha256 == bindparam("sha"),
+                _MESSAGES.c.received_at >= bindparam("since")).limit(1))
+_SAME_WITH_ID = _SAME.where(_MESSAGES.c.message_id == bindparam("mid"))

@@ -16,7 +16,8 @@ from gateway.addresses import new_token
 from gateway.clock import utcnow
 from gateway.models import Thread, Token
 
-_TOKENS = Token.__table__
+_TOKENS, _THREADS = Token.__table__, Thread.__table__
+_INSERT_THREAD = insert(_THREADS).returning(_THREADS.c.id)
 
 
 def open_thread(session, patient_id: int, kind: str | None, state: str,
@@ -39,6 +40,26 @@ def write_thread(session, thread: Thread) -> Thread:
     statement)."""
     session.add(thread)
     session.flush()
+    return _with_tokens(session, thread)
+
+
+def insert_thread(session, thread: Thread) -> Thread:
+    """Like `write_thread` for a thread written once with its final fields: one Core
+    insert, no unit-of-work flush; THREAD stays out of SESSION (later changes to it are
+    not written)."""
+    now = utcnow()
+    for column in _THREADS.columns:  # the model's defaults, so THREAD shows what is stored
+        if column.key != "id" and getattr(thread, column.key) is None \
+                and column.default is not None:
+            setattr(thread, column.key, now if column.key == "created_at"
+                    else column.default.arg)
+    values = {c.key: getattr(thread, c.key) for c in _THREADS.columns if c.key != "id"}
+    thread.id = session.connection().execute(_INSERT_THREAD, values).scalar_one()
+    return _with_tokens(session, thread)
+
+
+def _with_tokens(session, thread: Thread) -> Thread:
+    """THREAD's reply and staff tokens, inserted with one Core statement."""
     tokens = {purpose: new_token() for purpose in ("reply", "staff")}
     now = utcnow()
     session.connection().execute(insert(_TOKENS), [
@@ -89,6 +110,6 @@ def attach_thread(ctx) -> None:
         thread.last_message_id = message_id[:998]
         chain = ((thread.ref_chain or "") + " " + message_id).split()
         thread.ref_chain = " ".join(chain[-20:])
-    if thread.id is None:
-        write_thread(ctx.session, thread)
+    if thread.id is None:  # new: nothing in the patient chain changes it after this
+        insert_thread(ctx.session, thread)
     ctx.thread = thread

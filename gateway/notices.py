@@ -131,22 +131,15 @@ class CopiedHeaders(EmailPolicy):
 OUTBOUND = CopiedHeaders()
 
 
-# Fifteen "=" and 20 random digits, drawn once per process: no quoted-printable or base64
-# body can contain it (an "=" in such a body is always "=3D" or padding), and the mails
-# built here nest no multipart in another, so one boundary serves every mail.  Being the
-# same each time, its Content-Type header is parsed and folded once (CopiedHeaders'
-# caches), not for every acknowledgement.
-_BOUNDARY = "=" * 15 + f"{secrets.randbits(64):020d}" + "=="
-
-
 class _Generator(BytesGenerator):
-    """The library's generator, except for the multipart boundary (`_BOUNDARY`): the body
-    needs no search for it (the library compiles a new regular expression for every
-    boundary it makes up)."""
+    """The library's generator, except for the multipart boundary: fifteen "=" and 20
+    random digits, which no quoted-printable or base64 body can contain (an "=" in such
+    a body is always "=3D" or padding), so the body needs no search for it (the library
+    compiles a new regular expression for every boundary)."""
 
     @classmethod
     def _make_boundary(cls, text=None):
-        return _BOUNDARY
+        return "=" * 15 + f"{secrets.randbits(64):020d}" + "=="
 
 
 def as_bytes(msg: EmailMessage) -> bytes:

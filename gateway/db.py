@@ -7,8 +7,10 @@ on PostgreSQL ``serve`` refuses an out-of-date schema (``portal-gateway db upgra
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
@@ -74,7 +76,14 @@ class WriteGate:
     process waiting in ``flock`` is woken the moment the other one commits.  It is only a
     queue in front of SQLite's own locking, which still decides (other writers, such as
     the CLI, do not take the gate).  The file is opened once per process (a descriptor
-    inherited over ``fork`` would share the lock with the parent) and never closed."""
+    inherited over ``fork`` would share the lock with the parent) and never closed.
+
+    The wait is bounded: a process that holds the gate and never lets go (stopped with
+    SIGSTOP, hung) is waited for ``wait_seconds`` at most, then the transaction goes on
+    without the gate and SQLite's own busy timeout decides, as it did before the gate.
+    Waiting polls every millisecond or two (woken within ~2 ms of the other's commit)."""
+
+    wait_seconds = 10.0
 
     def __init__(self, path: Path):
         self.path = path
@@ -92,11 +101,27 @@ class WriteGate:
     @contextmanager
     def held(self):
         fd = self._descriptor()
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL
+        got = self._acquire(fd)
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if got:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _acquire(self, fd: int) -> bool:
+        deadline, delay = time.monotonic() + self.wait_seconds, 0.0005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                pass
+            if time.monotonic() >= deadline:
+                logging.getLogger("gateway.db").warning(
+                    "write gate busy for %.0f s: writing without it", self.wait_seconds)
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
 
 def write_gate(engine: Engine):

@@ -42,3 +42,35 @@ def test_no_gate_without_a_sqlite_file(tmp_path):
     with memory():
         pass
     assert not list(tmp_path.iterdir())
+
+
+def test_a_gate_held_for_good_is_given_up_after_the_wait_limit(tmp_path, monkeypatch):
+    """A stopped or hung process holding the gate must not stall the others for ever:
+    they write without it after wait_seconds (SQLite's own locking still decides)."""
+    import fcntl
+    engine = _sqlite(tmp_path)
+    held = db.write_gate(engine)
+    with held():
+        pass
+    path = tmp_path / "gateway.sqlite3-gate"
+    ready, hold = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # another process takes the gate and keeps it
+        fd = os.open(path, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(hold, b"x")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        os.read(ready, 1)
+        monkeypatch.setattr(db.WriteGate, "wait_seconds", 0.5)
+        start = time.monotonic()
+        with held():
+            waited = time.monotonic() - start
+        assert 0.4 <= waited < 3.0
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    start = time.monotonic()
+    with held():  # the holder is gone: the gate is free again at once
+        assert time.monotonic() - start < 0.5

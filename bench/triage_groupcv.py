@@ -95,9 +95,12 @@ def main(argv=None) -> int:
     ap.add_argument("--floor", type=float, nargs="+", default=[0.1],
                     help="red_flag_model_floor values to compare (each fold is trained once)")
     ap.add_argument("--targets", type=float, nargs="+", default=[0.98, 0.99, 0.995])
+    ap.add_argument("--sets", nargs="+", help="leave out only these blind sets (default: all)")
     args = ap.parse_args(argv)
     samples, rules = load_samples(), Rules(tc.RULES)
     sets = sorted({b for s in samples if (b := blind_set(s.source))}, key=int)
+    if args.sets:
+        sets = [name for name in sets if name in set(args.sets)]
     keys = ["model alone 0.98"] + [(t, f) for t in args.targets for f in args.floor]
     totals = {k: [0] * 6 for k in keys}
     for name in sets:

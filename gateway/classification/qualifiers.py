@@ -64,6 +64,7 @@ _HISTORY_SCENE = re.compile(
     r"|(?<!\w)(?:last time|the last time|la ultima vez|when i was pregnant with|"
     r"when i had my (?:son|daughter|first|other|older)|"
     r"when i (?:delivered|gave birth)|when (?:she|the baby|he) was born|cuando (?:naci[oa]|di a luz)|"
+    r"during (?:my |her |the )?(?:labou?r|delivery|birth|c section)|embarazo pasado|"
     r"(?:went|been|was|were) (?:to|in|at) (?:the )?(?:er|emergency room|urgent care|hospital|l ?d)|"
     r"fui a (?:la )?(?:sala de )?emergencia\w*|estuve en (?:el hospital|emergencias?)|"
     r"me llevaron al hospital|(?:la|lo|los|las) llevamos (?:a|al) (?:la )?(?:emergencia\w*|hospital|urgencias)|"
@@ -115,7 +116,7 @@ _HYPOTHETICAL = re.compile(
     r"if (?:something|anything) (?:goes|went|were to go) wrong|if (?:something|anything) happens|"
     r"si algo (?:sale|saliera) mal|si (?:algo|alguna cosa) pasa|planning ahead|"
     r"when do i (?:worry|need to worry)|cuando me preocupo|cuando (?:debo|tengo que) preocuparme|"
-    r"que (?:hago|debo hacer|tengo que hacer) si|en caso de|si llegara|si me llega|"
+    r"que (?:hago|debo hacer|tengo que hacer) si|en caso de|si llegara|si me llega|si se me|"
     r"si se me rompe|si empiezo|si empieza|cuales son (?:los|las) (?:sintomas|senales)|"
     r"paano kung|kung sakali|kung pananglitan|kon pananglitan)(?!\w)")
 # Doubt right before a hypothetical-looking "if": "not sure if the baby stops moving".
@@ -179,7 +180,7 @@ def is_hypothetical(text: str, start: int, end: int) -> bool:
 # hours and everything was fine".  Read after the sign, up to a turn back to the present.
 _CLEARED = re.compile(
     r"(?<!\w)(?:monitored|me monitorearon|checked me|evaluated|they checked|"
-    r"went to (?:the )?(?:er|emergency room|urgent care|hospital|l ?&? ?d|triage)|"
+    r"went to (?:the )?(?:\w+ )?(?:er|emergency room|urgent care|hospital|l ?&? ?d|triage)|"
     r"(?:at|in) (?:the )?(?:er|emergency room|urgent care)|saw (?:dr|doctor|the doctor|my doctor)|"
     r"fui a (?:la )?(?:sala de )?(?:emergencia\w*|l ?&? ?d|urgencias|hospital))(?!\w)")
 _ALL_CLEAR = re.compile(
@@ -187,6 +188,10 @@ _ALL_CLEAR = re.compile(
     r"all (?:good|fine|normal)|(?:was|were|came back) (?:all )?normal|"
     r"todo (?:salio|estuvo|estaba) (?:bien|normal)|salio todo bien|ya esta bien|"
     r"all was (?:good|fine|ok|okay|normal)|(?:okay|ok) na (?:po )?ako|"
+    r"(?:ive|i have|she has|shes|hes|he has) been (?:totally |completely |perfectly )?"
+    r"(?:fine|ok|okay|good)|feels? (?:fine|ok|okay|good|great|normal)|"
+    r"(?:bleeding|it) (?:has |had )?stopped|(?:has had|have had|ive had|had) nothing since|"
+    r"(?:ya )?estoy bien|se (?:me )?quito|"
     r"(?:we are|were|both|ambas|ambos) (?:\w+ )?(?:fine|ok|okay|bien))(?!\w)")
 _TURN = re.compile(r"(?<!\w)(?:but|pero|however|now it|now i|again|otra vez|de nuevo|still|"
                    r"todavia|sigue|worse|peor|since this morning|today i|hoy)(?!\w)")

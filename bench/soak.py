@@ -216,8 +216,16 @@ class Clients:
 
 
 def killer(server: Server, kills: int, gap: tuple[float, float], done: threading.Event,
-           count: list[int]) -> None:
-    while count[0] < kills and not done.wait(random.uniform(*gap)):
+           count: list[int], progress, total: int) -> None:
+    """Kill -9 and restart the server *kills* times: the k-th kill comes after a random
+    gap since the last one, or as soon as k/(kills+1) of the messages were answered,
+    whichever is first, so every run gets all its kills whatever the gateway's speed (a
+    faster gateway once finished 200 messages between two timed kills)."""
+    for k in range(1, kills + 1):
+        due = time.monotonic() + random.uniform(*gap)
+        while progress() < k * total / (kills + 1) and time.monotonic() < due:
+            if done.wait(0.05):
+                return
         server.kill()
         count[0] += 1
         server.start()
@@ -281,7 +289,8 @@ def run_soak(args, config: Path, port: int, work: Path, messages: list[dict]) ->
     clients = Clients(port, messages, args.clients, args.resend)
     done, kills = threading.Event(), [0]
     kill_thread = threading.Thread(target=killer, args=(server, args.kills, (
-        args.min_gap, args.max_gap), done, kills), daemon=True)
+        args.min_gap, args.max_gap), done, kills, lambda: len(clients.acked) + len(
+            clients.refused), len(messages)), daemon=True)
     kill_thread.start()
     for t in clients.run():
         t.join()

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_ports
+
 USER = "practice"
 PASSWORD = "s3cret-imap-pass"
 
@@ -94,10 +96,6 @@ def _die_with_parent() -> None:
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_cert(root: Path) -> None:
@@ -123,7 +121,7 @@ class Dovecot:
                 shutil.copy(Path(cert_from) / name, self.root / name)
         self.ssl = ssl
         self.capability = capability
-        self.port, self.ssl_port = free_port(), free_port()
+        self.port, self.ssl_port = free_ports(2)
         self.proc: subprocess.Popen | None = None
 
     @property

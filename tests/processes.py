@@ -20,6 +20,7 @@ from sqlalchemy import select
 from gateway.models import Message, Outbox
 from tests.conftest import ROOT, migrate, write_config
 from tests.helpers import patient_mail
+from tests.ports import free_port, free_ports
 from tests.relay import RelayHandler
 
 CLI = str(Path(sys.executable).parent / "portal-gateway")
@@ -27,10 +28,6 @@ PATIENT = "ana@example.com"
 PORTAL = "portal@portal.example.org"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gateway_config(tmp_path: Path, db_url: str, name: str = "config.toml",
@@ -41,13 +38,13 @@ def gateway_config(tmp_path: Path, db_url: str, name: str = "config.toml",
     TMP_PATH shares the data dir (key file, Maildir).  With RELAY_PORT mail goes to that
     smarthost instead of Maildir.  Returns (path, inbound port)."""
     base = write_config(tmp_path, db_url)
-    port = free_port()
+    port, free_ops = free_ports(2)
     text = base.read_text().replace("inbound_port = 0", f"inbound_port = {port}")
     text = text.replace("[gateway]\n", f"[gateway]\nworkers = {workers}\n"
                         f"drain_seconds = {drain_seconds}\n")
     text = text.replace("[smtp]\n", "[smtp]\nmax_messages_per_patient_per_hour = 0\n")
     text = text.replace("ops_port = 0\n", "")  # the conftest's; a fixed port of its own
-    text = text.replace("[http]\n", f"[http]\nops_port = {ops_port or free_port()}\n")
+    text = text.replace("[http]\n", f"[http]\nops_port = {ops_port or free_ops}\n")
     if relay_port is not None:
         text = text.replace("[delivery]\n", f'[delivery]\nmode = "relay"\nrelay_host = '
                             f'"127.0.0.1"\nrelay_port = {relay_port}\nrelay_tls = "none"\n')

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, write_config
+from tests.ports import free_ports
 
 CLI = str(Path(sys.executable).parent / "portal-gateway")
 EMAIL_DATA = Path(__import__("test.test_email", fromlist=["x"]).__file__).parent / "data"
@@ -109,11 +110,6 @@ def test_inspect_json_on_pythons_email_test_messages(tmp_path):
     assert proc.returncode == 1  # one file could not be read
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_end_to_end_from_the_readme(tmp_path):
@@ -122,12 +118,12 @@ def test_serve_end_to_end_from_the_readme(tmp_path):
     import time
     from tests.helpers import patient_mail
     cfg = tmp_path / "config.toml"
-    port = free_port()
+    port, submission, http, ops = free_ports(4)
     text = (ROOT / "config.example.toml").read_text()
     text = text.replace("inbound_port = 2525", f"inbound_port = {port}")
-    text = text.replace("submission_port = 2587", f"submission_port = {free_port()}")
-    text = text.replace("port = 8025", f"port = {free_port()}")
-    text = text.replace("ops_port = 8026", f"ops_port = {free_port()}")
+    text = text.replace("submission_port = 2587", f"submission_port = {submission}")
+    text = text.replace("port = 8025", f"port = {http}")
+    text = text.replace("ops_port = 8026", f"ops_port = {ops}")
     text = text.replace('rules_dir = "rules"', f'rules_dir = "{ROOT}/rules"')
     text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"')
     cfg.write_text(text)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.helpers import patient_mail
-from tests.test_ops import CLI, free_port
+from tests.ports import free_ports
+from tests.test_ops import CLI
 
 
 def loose_modes(root: Path) -> list[str]:
@@ -24,12 +25,12 @@ def loose_modes(root: Path) -> list[str]:
 
 
 def test_commands_and_serve_write_private_files(tmp_path):
-    smtp = free_port()
+    smtp, submission, http, ops = free_ports(4)
     text = (ROOT / "config.example.toml").read_text()
     for old, new in (("inbound_port = 2525", f"inbound_port = {smtp}"),
-                     ("submission_port = 2587", f"submission_port = {free_port()}"),
-                     ("port = 8025", f"port = {free_port()}"),
-                     ("ops_port = 8026", f"ops_port = {free_port()}"),
+                     ("submission_port = 2587", f"submission_port = {submission}"),
+                     ("port = 8025", f"port = {http}"),
+                     ("ops_port = 8026", f"ops_port = {ops}"),
                      ('rules_dir = "rules"', f'rules_dir = "{ROOT}/rules"'),
                      ('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"'),
                      ("poll_seconds = 1.0", "poll_seconds = 0.1")):

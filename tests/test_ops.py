@@ -29,15 +29,10 @@ from gateway.config import load_config
 from gateway.models import Audit, Message, Outbox, Thread, Token
 from gateway.services import Services
 from tests.conftest import ROOT
+from tests import ports
 from tests.helpers import add_patient, patient_mail
 
 CLI = str(Path(sys.executable).parent / "portal-gateway")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(*argv) -> int:
@@ -65,11 +60,11 @@ class Served:
 
     def __init__(self, tmp_path: Path, drain_seconds: float = 10):
         self.tmp = tmp_path
-        self.smtp, self.http, self.ops = free_port(), free_port(), free_port()
+        self.smtp, self.http, self.ops, submission = ports.free_ports(4)
         shutil.copytree(ROOT / "rules", tmp_path / "rules")
         text = (ROOT / "config.example.toml").read_text()
         for old, new in (("inbound_port = 2525", f"inbound_port = {self.smtp}"),
-                         ("submission_port = 2587", f"submission_port = {free_port()}"),
+                         ("submission_port = 2587", f"submission_port = {submission}"),
                          ("port = 8025", f"port = {self.http}"),
                          ("ops_port = 8026", f"ops_port = {self.ops}"),
                          ('templates_dir = "templates"', f'templates_dir = "{ROOT}/templates"'),

@@ -67,6 +67,18 @@ def red_flags(clf: Classifier, text: str, subject: str = "") -> list[str]:
     "Posso tomar a vacina da gripe?",
     "Bonjour, je suis enceinte de 20 semaines, pas de saignement, pas de douleur. Puis-je "
     "voyager en avion le mois prochain?",
+    # a blood pressure taken twice is not a medicine taken twice; one extra contraceptive
+    # pill is harmless
+    "At my 36 week visit the nurse took my blood pressure twice and sent me to L&D. My son "
+    "is 3 weeks old now and we are both home. Please thank her.",
+    "omg I think I took my birth control twice today, once this morning and again at night. "
+    "Feel fine. Do I skip tomorrow's?",
+    # a past allergic reaction set in an earlier month or week, or seen and sent home
+    "Back in October when I was 30 weeks and had the allergic reaction, hives everywhere and "
+    "my face swelling up, your nurse told me to call 911. Eli was born on the 4th. Thank you!",
+    "On 1/20 I went to the ER at St. Vincent's because my throat felt tight after the Bactrim. "
+    "They gave me epinephrine, watched me for 4 hours and sent me home; I'm totally fine now. "
+    "Why was I billed for a telephone consult?",
 ])
 def test_near_misses_do_not_raise(clf, text):
     assert red_flags(clf, text) == [], clf.classify(text).explain()
@@ -90,6 +102,16 @@ def test_near_misses_do_not_raise(clf, text):
      "emergency-heavy-bleeding"),
     ("Dzień dobry, mam bardzo silne krwawienie od rana, zużyłam już 4 podpaski.",
      "emergency-heavy-bleeding"),
+    # a medicine taken twice still is (a child into a parent's pills)
+    ("My 3 year old got up early and took my blood pressure pills twice, he seems sleepy.",
+     "emergency-overdose-or-poisoning"),
+    ("Help, my toddler got into my pills this morning, I found the bottle open.",
+     "emergency-overdose-or-poisoning"),
+    ("my 2 year old swallowed some of my iron pills, what do I do",
+     "emergency-overdose-or-poisoning"),
+    # a swelling throat now, with an ER visit still ahead
+    ("My throat feels tight and my lips are swelling after the first dose of the Bactrim. "
+     "Should I go to the ER?", "emergency-anaphylaxis"),
 ])
 def test_signs_fire(clf, text, rule):
     assert rule in red_flags(clf, text), clf.classify(text).explain()

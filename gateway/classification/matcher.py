@@ -36,7 +36,8 @@ def _live_match(terms: TermSet, index: TextIndex, negatable: bool,
     for term, m in iter_term_matches(terms, index):
         if rule is not None and _in_except(rule, index, m.start(), m.end()):
             continue
-        if negatable and (sign_not_now(index.text, m.start(), m.end())
+        child = rule is not None and rule.child_counts
+        if negatable and (sign_not_now(index.text, m.start(), m.end(), child)
                           or (term.gaps and gap_negated(m))):
             continue
         return m

@@ -91,6 +91,7 @@ class Rule:
     pin: bool = False
     flag: str | None = None
     second_opinion: bool = True  # False: a red flag the model cannot overrule
+    child_counts: bool = False  # True: a small child's sign counts too (poisoning)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,12 @@ _HISTORY_SCENE = re.compile(
     r"dinala (?:ako|siya|namin siya|nila ako) sa (?:er|ospital|hospital|emergency)|"
     r"con mi (?:primer|primera|otro|otra|ultimo|ultima|anterior)|"
     r"en mi (?:primer|primera|otro|otra|ultimo|ultima) (?:parto|embarazo|bebe|hij[oa]|cirugia)|"
-    r"embarazo anterior|parto anterior|sa (?:una|panganay|dati) ko|noong (?:una|nakaraan))(?!\w)")
+    r"embarazo anterior|parto anterior|sa (?:una|panganay|dati) ko|noong (?:una|nakaraan)|"
+    # a past month or an earlier week of this pregnancy set as the scene: "Back in October
+    # when I was 30 weeks and had the allergic reaction, ..."
+    r"back in (?:january|february|march|april|may|june|july|august|september|october|"
+    r"november|december|the spring|the summer|the fall|the winter)|"
+    r"when i was (?:\d+|only|just) (?:weeks|wks|weeks pregnant|months pregnant))(?!\w)")
 # A past (or future) time in the same clause: "years ago", "in 2019", "next pregnancy",
 # "my mom had", "history". Not "last week": "fever after my cesarean last week" is now.
 _HISTORY_TIME = re.compile(
@@ -105,9 +110,6 @@ _HYPOTHETICAL = re.compile(
     # someone else's story: "my friend said she didn't realize she was in labor"
     r"my (?:friends?|coworkers?|co workers?|neighbou?rs?|cousins?|sisters? in law|"
     r"sister in laws|best friends?|friends?s)|a friend|"
-    # a small child's illness is never the patient's: "my toddler has had a fever since"
-    r"my (?:toddler|preschooler|kindergartn?er|(?:[1-9]|one|two|three|four|five|six|seven|"
-    r"eight|nine) (?:year|yr) old)|"
     r"mi (?:amiga|amigo|vecina|companera|prima|cunada)|una amiga|"
     r"(?:if|in case) (?:i|my \w+|the \w+|it|she|he|there|baby) (?:ever )?(?:start|starts|"
     r"begin|begins|develop|develops|break|breaks|happen|happens|stop|stops|"
@@ -119,6 +121,11 @@ _HYPOTHETICAL = re.compile(
     r"que (?:hago|debo hacer|tengo que hacer) si|en caso de|si llegara|si me llega|si se me|"
     r"si se me rompe|si empiezo|si empieza|cuales son (?:los|las) (?:sintomas|senales)|"
     r"paano kung|kung sakali|kung pananglitan|kon pananglitan)(?!\w)")
+# A small child's illness is never the patient's: "my toddler has had a fever since".  Not
+# for a rule with `child_counts` (a toddler who swallowed a parent's pills is an emergency).
+_SMALL_CHILD = re.compile(
+    r"(?<!\w)my (?:toddler|preschooler|kindergartn?er|(?:[1-9]|one|two|three|four|five|six|"
+    r"seven|eight|nine) (?:year|yr) old)(?!\w)")
 # Doubt right before a hypothetical-looking "if": "not sure if the baby stops moving".
 _DOUBT_IF = re.compile(r"(?:not sure|dont know|do not know|idk|unsure|wondering|no se|cant tell|"
                        r"check|checking|see|tell|ask|asking) $")
@@ -167,9 +174,12 @@ def is_history(text: str, start: int, end: int) -> bool:
     return bool(_HISTORY_SCENE.search(text, scene, after))
 
 
-def is_hypothetical(text: str, start: int, end: int) -> bool:
-    """True if the sentence before the match asks "what if" / when to worry, in general."""
+def is_hypothetical(text: str, start: int, end: int, child_counts: bool = False) -> bool:
+    """True if the sentence before the match asks "what if" / when to worry, in general,
+    or tells a small child's illness (unless *child_counts*)."""
     before = _clause_before(text, start, _SENTENCE)
+    if not child_counts and _SMALL_CHILD.search(before):
+        return True
     for m in _HYPOTHETICAL.finditer(before):
         if not _DOUBT_IF.search(before[max(0, m.start() - 20):m.start()]):
             return True
@@ -180,6 +190,7 @@ def is_hypothetical(text: str, start: int, end: int) -> bool:
 # hours and everything was fine".  Read after the sign, up to a turn back to the present.
 _CLEARED = re.compile(
     r"(?<!\w)(?:monitored|me monitorearon|checked me|evaluated|they checked|"
+    r"watched me|observed me|sent me home|discharged me|me mandaron a (?:la )?casa|"
     r"went to (?:the )?(?:\w+ )?(?:er|emergency room|urgent care|hospital|l ?&? ?d|triage)|"
     r"(?:at|in) (?:the )?(?:er|emergency room|urgent care)|saw (?:dr|doctor|the doctor|my doctor)|"
     r"fui a (?:la )?(?:sala de )?(?:emergencia\w*|l ?&? ?d|urgencias|hospital))(?!\w)")
@@ -192,6 +203,8 @@ _ALL_CLEAR = re.compile(
     r"(?:fine|ok|okay|good)|feels? (?:fine|ok|okay|good|great|normal)|"
     r"(?:bleeding|it) (?:has |had )?stopped|(?:has had|have had|ive had|had) nothing since|"
     r"(?:ya )?estoy bien|se (?:me )?quito|"
+    r"(?:im|i am|shes|she is|hes|he is) (?:totally |completely |perfectly |doing )?"
+    r"(?:fine|ok|okay|good|great) now|"
     r"(?:we are|were|both|ambas|ambos) (?:\w+ )?(?:fine|ok|okay|bien))(?!\w)")
 _TURN = re.compile(r"(?<!\w)(?:but|pero|however|now it|now i|again|otra vez|de nuevo|still|"
                    r"todavia|sigue|worse|peor|since this morning|today i|hoy)(?!\w)")
@@ -233,10 +246,11 @@ def quoted_report(text: str, start: int) -> bool:
     return not re.search(r"[\"\u201d]", before[opened.end():])
 
 
-def sign_not_now(text: str, start: int, end: int) -> bool:
+def sign_not_now(text: str, start: int, end: int, child_counts: bool = False) -> bool:
     """`not_now` for a warning sign itself, plus: already checked and cleared, explained
     afterwards ("turned out to be heartburn"), or words quoted from a report.  (Context words such as a situation use `not_now` only.)"""
-    return (not_now(text, start, end) or already_cleared(text, start, end)
+    return (not_now(text, start, end, child_counts=child_counts)
+            or already_cleared(text, start, end)
             or explained_after(text, end) or quoted_report(text, start))
 
 
@@ -245,11 +259,12 @@ def gap_negated(match: re.Match) -> bool:
     return any(g and _NEG_BEFORE.search(g) for g in match.groups())
 
 
-def not_now(text: str, start: int, end: int, negation_words: int = _WINDOW_WORDS) -> bool:
+def not_now(text: str, start: int, end: int, negation_words: int = _WINDOW_WORDS,
+            child_counts: bool = False) -> bool:
     """True when a matched sign is negated, over, past history or hypothetical.
 
     Context words (a situation, a second sign) pass a short *negation_words*: "I'm not
     pregnant" negates, but in "no me siento bien desde la operacion" the "no" is about
     feeling well, not about the operation."""
     return (is_negated(text, start, end, negation_words) or is_history(text, start, end)
-            or is_hypothetical(text, start, end))
+            or is_hypothetical(text, start, end, child_counts))

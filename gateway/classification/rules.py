@@ -11,7 +11,7 @@ from .text import Term, TermSet, pattern_terms, phrase_term
 
 RULE_KEYS = {"id", "category", "weight", "reason", "phrases", "patterns",
              "requires", "requires_patterns", "except", "negatable", "subject", "situation",
-             "pin", "flag", "second_opinion"}
+             "pin", "flag", "second_opinion", "child_counts"}
 SITUATION_KEYS = {"description", "phrases", "patterns"}
 REQUIRED_KEYS = ("id", "category", "weight", "reason")
 TOP_KEYS = {"rule", "settings", "context", "situation", "translation"}
@@ -234,7 +234,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         fail(f"weight must be a number above 0 and at most {MAX_WEIGHT:g}, got {weight!r}")
     if not isinstance(table["reason"], str) or not table["reason"].strip():
         fail("reason must be a non-empty text")
-    for key in ("negatable", "subject", "pin", "second_opinion"):
+    for key in ("negatable", "subject", "pin", "second_opinion", "child_counts"):
         if key in table and not isinstance(table[key], bool):
             fail(f"{key!r} must be true or false")
     situation = table.get("situation", [])
@@ -261,6 +261,7 @@ def _build_rule(name: str, index: int, table) -> Rule:
         subject=table.get("subject", True), situation_names=tuple(situation),
         pin=table.get("pin", False), flag=flag,
         second_opinion=table.get("second_opinion", True),
+        child_counts=table.get("child_counts", False),
     )
 
 

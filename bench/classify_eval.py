@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from gateway.classification import CATEGORIES, Classifier  # noqa: E402
 from gateway.classification.learned import DEFAULT_PATH, LearnedModel  # noqa: E402
+from gateway.classification import danger  # noqa: E402
 from gateway.classification.rules import load_rules  # noqa: E402
 import classify_reference  # noqa: E402
 import triage_corpus  # noqa: E402
@@ -48,8 +49,10 @@ def load_corpus(corpus=CORPUS_DIR) -> list[Sample]:
 def classifiers(rules_dir=RULES_DIR, model_path=DEFAULT_PATH) -> dict:
     rules, settings = load_rules(pathlib.Path(rules_dir))
     model = LearnedModel.load(model_path)
-    return {"rules": Classifier(rules, settings), "model": Classifier([], settings, model),
-            "combined": Classifier(rules, settings, model)}
+    words = danger.load(pathlib.Path(rules_dir))  # unread languages' danger words
+    return {"rules": Classifier(rules, settings, None, (), words),
+            "model": Classifier([], settings, model, (), words),
+            "combined": Classifier(rules, settings, model, (), words)}
 
 
 def classify_sample(clf: Classifier, s: Sample):

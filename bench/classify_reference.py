@@ -108,7 +108,7 @@ def score(clf, text: str, subject: str = ""):
     subject = strip_subject_prefixes(subject or "")
     hits = score_rules(clf.rules, clf.settings, normalize(text or ""), normalize(subject))
     if clf.settings.unread_language_urgent and is_unread(text or ""):
-        hits.append(unread.hit(clf.settings.emergency_min_score))
+        hits.append(unread.hit(clf.settings.emergency_min_score, text or "", clf.danger))
     feats = None if clf.model is None else frozenset(
         feature_set(text or "", subject, None, clf.model.config))
     seen_all = clf.model is None or model_reads(text or "", clf.model.config)

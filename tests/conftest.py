@@ -54,7 +54,7 @@ def _load_once(cls, rules_dir, model_path=None, use_model=None):
     if key not in _LOADED:
         _LOADED[key] = _load_from_files(cls, rules_dir, model_path, use_model)
     c = _LOADED[key]
-    return cls(c.rules, c.settings, c.model, c.markers)
+    return cls(c.rules, c.settings, c.model, c.markers, c.danger)
 
 
 Classifier.load = classmethod(_load_once)

@@ -79,6 +79,14 @@ def red_flags(clf: Classifier, text: str, subject: str = "") -> list[str]:
     "On 1/20 I went to the ER at St. Vincent's because my throat felt tight after the Bactrim. "
     "They gave me epinephrine, watched me for 4 hours and sent me home; I'm totally fine now. "
     "Why was I billed for a telephone consult?",
+    # moving away: every appointment cancelled, no despair
+    "We're moving to Texas next month, so please cancel all my appointments, I won't be "
+    "needing them. Thank you for everything, you were the best! Que Dios los bendiga.",
+    "I've written everything down for Ben about the bottles since I go back to work Monday. "
+    "Can you send the pump prescription to Target?",
+    # an assault long past, told to plan a first exam
+    "I'd like to set up my first gynecology visit. To be honest, I was sexually assaulted my "
+    "freshman year (about a year and a half ago) and exams make me anxious. Female provider?",
 ])
 def test_near_misses_do_not_raise(clf, text):
     assert red_flags(clf, text) == [], clf.classify(text).explain()
@@ -109,6 +117,14 @@ def test_near_misses_do_not_raise(clf, text):
      "emergency-overdose-or-poisoning"),
     ("my 2 year old swallowed some of my iron pills, what do I do",
      "emergency-overdose-or-poisoning"),
+    # a farewell without the word suicide
+    ("Thank you for everything. Please cancel my appointments, I won't be needing them. I "
+     "wrote letters for my husband and my sister. I just can't keep doing this.",
+     "emergency-farewell-note"),
+    ("Quiero cancelar mi cita, ya no la voy a necesitar. Ya dejé todo arreglado para mis "
+     "niños. Perdonen las molestias.", "emergency-farewell-note"),
+    ("I was sexually assaulted last night at a party and I don't know what to do.",
+     "emergency-sexual-assault"),
     # a swelling throat now, with an ER visit still ahead
     ("My throat feels tight and my lips are swelling after the first dose of the Bactrim. "
      "Should I go to the ER?", "emergency-anaphylaxis"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass
 
-from . import confidential, unread
+from . import confidential, danger, unread
 from .combine import combine
 from .features import char_grams, context_features, model_reads, word_features
 from .learned import DEFAULT_PATH, NO_GRAMS, LearnedModel
@@ -18,11 +18,13 @@ class Classifier:
     """Classify a patient's new text into one of CATEGORIES, explainably."""
 
     def __init__(self, rules: list[Rule], settings: Settings | None = None,
-                 model: LearnedModel | None = None, markers: tuple = ()):
+                 model: LearnedModel | None = None, markers: tuple = (),
+                 danger_words: "danger.DangerWords | None" = None):
         self.rules = list(rules)
         self.settings = settings or Settings()
         self.model = model
         self.markers = tuple(markers)  # confidential markers (rules/confidential.toml)
+        self.danger = danger_words  # danger words of unread languages (rules/unread.toml)
         self._max_chars = 0 if model is None else int(model.config.get("max_chars", 6000))
 
     @classmethod
@@ -33,7 +35,8 @@ class Classifier:
         rules, settings = load_rules(pathlib.Path(rules_dir))
         wanted = settings.model if use_model is None else use_model
         model = LearnedModel.load(model_path or DEFAULT_PATH) if wanted else None
-        return cls(rules, settings, model, confidential.load(pathlib.Path(rules_dir)))
+        rules_dir = pathlib.Path(rules_dir)
+        return cls(rules, settings, model, confidential.load(rules_dir), danger.load(rules_dir))
 
     @property
     def rule_ids(self) -> list[str]:
@@ -55,7 +58,7 @@ class Classifier:
         subject_index = TextIndex(norm_subject) if norm_subject else None
         hits = score_indexed(self.rules, self.settings, index, subject_index)
         if self.settings.unread_language_urgent and unread.is_unread(text):
-            hits.append(unread.hit(self.settings.emergency_min_score))
+            hits.append(unread.hit(self.settings.emergency_min_score, text, self.danger))
         feats, grams = (None, NO_GRAMS) if self.model is None else self._features(
             text, norm, norm_subject)
         # The model reads only the first max_chars of a long text, and hardly anything of a

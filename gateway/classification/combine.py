@@ -9,10 +9,15 @@
    heaviest pin wins).
 3. Otherwise the model's most probable non-emergency category, when its probability
    reaches the model's ``min_confidence``; below that the message is `other` (triage).
+
+A text in a language the gateway does not read, with no danger word of
+``rules/unread.toml`` (the pseudo-rule ``unread-language``), is never raised by the
+model's vote: it has no words to go on there (classification/unread.py).
 """
 from __future__ import annotations
 
 from .model import CATEGORIES, EMERGENCY, OTHER, Classification, RuleHit, Settings
+from .unread import QUIET_ID
 
 
 def category_scores(hits: list[RuleHit]) -> dict:
@@ -73,7 +78,10 @@ def combine(hits: list[RuleHit], settings: Settings, vote, model,
     scores = category_scores(hits)
     red = red_flag_raises(hits, settings, vote.emergency, model_read)
     pin = pinned(hits)
-    if vote.emergency >= model.emergency_threshold:
+    # Text in a language nobody here reads, with no danger word: the model's emergency
+    # vote there is noise (it has no words to go on), so only its routine sorting counts.
+    unread_quiet = any(h.id == QUIET_ID for h in hits)
+    if vote.emergency >= model.emergency_threshold and not unread_quiet:
         category, by = EMERGENCY, "model"
     elif red or pin == EMERGENCY:
         category, by = EMERGENCY, "red-flag" if red else "pin"

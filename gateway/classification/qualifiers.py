@@ -81,6 +81,9 @@ _HISTORY_SCENE = re.compile(
 # "my mom had", "history". Not "last week": "fever after my cesarean last week" is now.
 _HISTORY_TIME = re.compile(
     r"(?<!\w)(?:years? ago|a year ago|last year|in the past|history|historia|historial|"
+    r"(?:year|years) and a half ago|and a half years ago|back then|"
+    r"(?:my|in|during) (?:freshman|sophomore|junior|senior) year|in high school|"
+    r"when i was (?:in high school|in college|a teenager|younger|little|\d+ years old)|"
     r"antecedentes|hx of|used to|runs in my family|always do|"
     r"as a (?:kid|child|teen|teenager)|since i was a (?:kid|child)|"
     r"my (?:mom|mother|moms|mothers|dad|father|sister|sisters|aunt|grandma|grandmother|"

@@ -28,8 +28,10 @@ def load_rules(rules_dir: pathlib.Path) -> tuple[list[Rule], Settings]:
     rules_dir = pathlib.Path(rules_dir)
     if not rules_dir.is_dir():
         raise RuleError(str(rules_dir), "rules directory not found")
-    # confidential.toml holds markers, not category rules (classification.confidential)
-    files = sorted(p for p in rules_dir.glob("*.toml") if p.name != "confidential.toml")
+    # confidential.toml holds markers, unread.toml danger words, not category rules
+    # (classification.confidential, classification.danger)
+    files = sorted(p for p in rules_dir.glob("*.toml")
+                   if p.name not in ("confidential.toml", "unread.toml"))
     rules: list[Rule] = []
     seen: dict[str, str] = {}
     overrides: dict = {}

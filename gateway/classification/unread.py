@@ -7,6 +7,9 @@ flag can match.  Such a message cannot be ruled out as an emergency, so (with
 ``[settings] unread_language_urgent = true``, the default) it is raised to `emergency` by
 the built-in pseudo-rule below: it reaches on-call and the triage address on the urgent
 clock, where someone arranges a translation, and the patient gets the emergency notice.
+When ``rules/unread.toml`` lists danger words (classification/danger.py), only a message
+holding one of them is raised; the others keep the model's category with the pseudo-rule
+``unread-language`` (no score) that tells staff the message needs a reader.
 """
 from __future__ import annotations
 
@@ -15,11 +18,14 @@ import string
 import unicodedata
 
 from ..language import marker_words
-from .model import EMERGENCY, RuleHit
+from .model import EMERGENCY, OTHER, RuleHit
 
 RULE_ID = "emergency-unread-language"
 REASON = ("Written in a language the gateway does not read: an emergency cannot be ruled "
           "out, so it goes to on-call on the urgent clock for someone to read it")
+QUIET_ID = "unread-language"
+QUIET_REASON = ("Written in a language the gateway does not read, with no danger word of "
+                "rules/unread.toml: sorted by the model only; it needs a reader")
 MIN_LETTERS = 20  # fewer letters than this (a name, "谢谢") are never judged
 FOREIGN_SHARE = 0.5  # half the letters outside the Latin script
 # Letters (without their accents) that Vietnamese uses and English and Spanish do not.
@@ -56,8 +62,15 @@ def is_unread(text: str, limit: int = 6000) -> bool:
     return marker_words(text, limit) < MAX_READ_WORDS
 
 
-def hit(score: float) -> RuleHit:
-    """The pseudo-rule shown to staff (`X-Portal-Rules`, `inspect`)."""
+def hit(score: float, text: str = "", danger=None) -> RuleHit:
+    """The pseudo-rule shown to staff (`X-Portal-Rules`, `inspect`) for an unread TEXT:
+    raised to emergency, unless *danger* (danger.DangerWords) finds no danger word in it."""
+    if danger is not None:
+        lang = danger.find(text)
+        if lang is None:
+            return RuleHit(QUIET_ID, OTHER, 0.0, QUIET_REASON)
+        return RuleHit(RULE_ID, EMERGENCY, score, f"{REASON} (a danger word, {lang})",
+                       second_opinion=False)
     return RuleHit(RULE_ID, EMERGENCY, score, REASON, second_opinion=False)
 
 

@@ -79,6 +79,11 @@ def red_flags(clf: Classifier, text: str, subject: str = "") -> list[str]:
     "On 1/20 I went to the ER at St. Vincent's because my throat felt tight after the Bactrim. "
     "They gave me epinephrine, watched me for 4 hours and sent me home; I'm totally fine now. "
     "Why was I billed for a telephone consult?",
+    # abuse long past (at 15), told to ask for a female provider; severe pressure in a past year
+    "Hola, quiero una cita para mi papanicolao. Cuando tenía 15 años en Oaxaca un hombre abusó "
+    "de mí y desde entonces me da miedo. ¿Puede ser una doctora mujer?",
+    "With my son in 2023 I developed severe preeclampsia, my BP was 170/110 and they induced "
+    "me. I'm 6 weeks pregnant again and feel fine. What are my chances?",
     # moving away: every appointment cancelled, no despair
     "We're moving to Texas next month, so please cancel all my appointments, I won't be "
     "needing them. Thank you for everything, you were the best! Que Dios los bendiga.",
@@ -117,6 +122,12 @@ def test_near_misses_do_not_raise(clf, text):
      "emergency-overdose-or-poisoning"),
     ("my 2 year old swallowed some of my iron pills, what do I do",
      "emergency-overdose-or-poisoning"),
+    # strangulation told without the word; a small child into the iron pills
+    ("He came to my room last night and grabbed me by the neck against the wall. He said "
+     "he's coming back tonight to finish it. Please change my phone number.",
+     "emergency-unsafe-at-home"),
+    ("I am grandma of Ethan, he is 2 year old. He open her vitamin bottle for the iron and eat "
+     "some, maybe 5 or 6 missing. He is playing ok now.", "emergency-child-swallowed-medicine"),
     # a farewell without the word suicide
     ("Thank you for everything. Please cancel my appointments, I won't be needing them. I "
      "wrote letters for my husband and my sister. I just can't keep doing this.",
@@ -242,3 +253,12 @@ def test_a_device_signature_alone_is_no_text_and_the_subject_is_read(clf):
     assert r.category == "emergency", r.explain()
     r = clf.classify("", subject="New phone number 707-555-0191 pls update my chart")
     assert r.category == "demographics", r.explain()
+
+
+def test_severe_pressure_raises_even_when_the_model_reads_calm(clf):
+    """160/110 needs treatment within the hour: no second opinion ("feel ok")."""
+    text = ("checked my bp at the safeway machine 162/108. did it again 158/110. 31 wks. feel "
+            "ok just a little headache. do i need to change my appt or just keep checking?")
+    r = clf.classify(text, subject="bp")
+    assert r.category == "emergency" and r.decided_by in ("red-flag", "model"), r.explain()
+

@@ -74,6 +74,7 @@ _HISTORY_SCENE = re.compile(
     r"embarazo anterior|parto anterior|sa (?:una|panganay|dati) ko|noong (?:una|nakaraan)|"
     # a past month or an earlier week of this pregnancy set as the scene: "Back in October
     # when I was 30 weeks and had the allergic reaction, ..."
+    r"(?:in|back in) (?:19|20)\d\d|"
     r"back in (?:january|february|march|april|may|june|july|august|september|october|"
     r"november|december|the spring|the summer|the fall|the winter)|"
     r"when i was (?:\d+|only|just) (?:weeks|wks|weeks pregnant|months pregnant))(?!\w)")
@@ -83,7 +84,9 @@ _HISTORY_TIME = re.compile(
     r"(?<!\w)(?:years? ago|a year ago|last year|in the past|history|historia|historial|"
     r"(?:year|years) and a half ago|and a half years ago|back then|"
     r"(?:my|in|during) (?:freshman|sophomore|junior|senior) year|in high school|"
-    r"when i was (?:in high school|in college|a teenager|younger|little|\d+ years old)|"
+    r"when i was (?:in high school|in college|a teenager|younger|little|\d+ years old|\d+)|"
+    r"cuando (?:tenia|yo tenia) \d+(?: anos)?|cuando (?:era|yo era) (?:nina|chica|joven|"
+    r"adolescente|pequena|menor)|de (?:nina|pequena|chica|adolescente)|"
     r"antecedentes|hx of|used to|runs in my family|always do|"
     r"as a (?:kid|child|teen|teenager)|since i was a (?:kid|child)|"
     r"my (?:mom|mother|moms|mothers|dad|father|sister|sisters|aunt|grandma|grandmother|"

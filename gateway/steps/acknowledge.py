@@ -91,7 +91,7 @@ def acknowledge_patient(ctx) -> None:
 
 def send_outgoing(ctx) -> None:
     """Step: queue every mail the chain decided on, in one statement (gateway.outbox)."""
-    outbox.enqueue_many(ctx.session, ctx.services.addresses, ctx.outgoing)
+    outbox.insert_many(ctx.session, ctx.services.addresses, ctx.outgoing)
     ctx.outgoing = []
 
 

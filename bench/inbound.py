@@ -4,14 +4,15 @@ and 10 sessions, 2 KB with a small PDF at 10, and 200 KB text at 1 and 10, next 
 aiosmtpd server whose handler only answers 250 (aiosmtpd.handlers.Sink), measured in the
 same run with the same client; three repetitions, min/median/max.  With ``--compare
 OTHER/.venv/bin/portal-gateway`` a second gateway (another checkout, e.g. main) is measured
-in the same run, interleaved case by case.  ``--memory`` instead sends ten 20 MB
+in the same run, interleaved case by case; ``--workers N`` runs every gateway measured with
+``[gateway] workers = N``.  ``--memory`` instead sends ten 20 MB
 messages (a short text and a 15 MB PDF) at once over ten sessions and prints the peak
 resident memory (VmHWM) of the gateway process next to the aiosmtpd Sink's, each started
 fresh for every run; ``--cli`` measures another checkout's portal-gateway.  ``--redelivery`` kills a gateway with -9 while
 its outbox worker holds mail (a relay that never answers DATA), restarts it and times the
 delivery of that mail.  Both servers run as separate processes on loopback.
 
-    .venv/bin/python bench/inbound.py [--small N] [--large N] [--runs 3]
+    .venv/bin/python bench/inbound.py [--small N] [--large N] [--runs 3] [--workers N]
         [--compare /work/main/.venv/bin/portal-gateway] [--redelivery]
     .venv/bin/python bench/inbound.py --memory [--runs 3] [--cli PATH]
 """
@@ -184,7 +185,7 @@ def throughput(args, gateways: dict) -> None:
         wait_port(sink_port)
         for name, cli in gateways.items():
             d = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-            proc, port = setup_gateway(d, cli)
+            proc, port = setup_gateway(d, cli, workers_config(args.workers))
             started[name] = (d, proc, port)
             asyncio.run(measure_gateway(d, port, 20, 10, 2_000))  # warm up
         results: dict = {}
@@ -213,8 +214,15 @@ def throughput(args, gateways: dict) -> None:
         sink.wait(30)
 
 
+def workers_config(workers: int) -> dict[str, str]:
+    """Config replacements for ``[gateway] workers = WORKERS`` (processes sharing the
+    listeners)."""
+    return {"workers = 1 ": f"workers = {workers} "} if workers != 1 else {}
+
+
 def report(results: dict, names: list[str], args) -> None:
-    print(f"{args.runs} runs, min/median/max; latency: DATA command to its reply, ms")
+    print(f"{args.runs} runs, min/median/max; latency: DATA command to its reply, ms; "
+          f"[gateway] workers = {args.workers}")
     print(f"{'case':<11} {'sess':>4} {'server':<14} {'msg/s':>18} {'p50 ms':>16} "
           f"{'p99 ms':>18} {'ratio to sink':>16}")
     for case in CASES:
@@ -358,6 +366,9 @@ def main() -> None:
                     help="the portal-gateway executable to measure (default: this venv's)")
     ap.add_argument("--compare", metavar="CLI", help="another portal-gateway executable "
                     "(e.g. main's checkout), measured in the same run")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="[gateway] workers of every gateway measured (processes sharing "
+                    "the listeners; 2 uses both cores of a two-core host)")
     ap.add_argument("--redelivery", action="store_true",
                     help="also time the delivery of mail held by a gateway killed with -9")
     ap.add_argument("--no-throughput", action="store_true")

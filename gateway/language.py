@@ -11,6 +11,7 @@ holdout mail.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 ENGLISH = "en"
@@ -89,7 +90,9 @@ def detect(text: str, limit: int = 20_000) -> Guess:
     """Guess the language of TEXT (only its first LIMIT characters are read)."""
     sample = (text or "")[:limit].lower()
     words = _WORD.findall(sample)
-    scores = {lang: sum(1 for w in words if w in vocab) for lang, vocab in _WORDS.items()}
+    counts = Counter(words)  # each distinct word looked up once, not each occurrence
+    scores = {lang: sum(counts[w] for w in counts.keys() & vocab)
+              for lang, vocab in _WORDS.items()}
     scores["es"] += min(len(_SPANISH_MARKS.findall(sample)), len(words)) * 0.5
     best, other = sorted(scores, key=lambda k: (-scores[k], k))
     if scores[best] == 0:
@@ -112,10 +115,11 @@ class Choice:
     sure: bool      # False: the emergency notice adds a second language
 
 
-def choose(roster_language: str | None, text: str) -> Choice:
+def choose(roster_language: str | None, text: str, guess: Guess | None = None) -> Choice:
     """Roster language first, else the text's language when the guess is sure, else
-    English.  `sure` is True only when English is not in doubt or the language is known."""
-    guess = detect(text)
+    English.  `sure` is True only when English is not in doubt or the language is known.
+    GUESS: `detect(text)` worked out before (the pipeline's content phase)."""
+    guess = detect(text) if guess is None else guess
     roster = normalize_code(roster_language)
     if roster in SUPPORTED:
         language, sure = roster, True

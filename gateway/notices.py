@@ -28,7 +28,7 @@ from email.policy import EmailPolicy
 import jinja2
 from jinja2 import meta
 
-from gateway import mail_html
+from gateway import mail_bytes, mail_html
 from gateway.clock import human
 
 # What a patient-facing mail may contain.
@@ -258,13 +258,46 @@ class Notices:
                 if is_patient_template(name) else None)
         return subject, text, html
 
-    def build(self, name: str, *, sender: str, to: str, domain: str,
-              headers: dict | None = None, lang: str | list[str] = "en",
-              **context) -> EmailMessage:
+    def _render_for(self, name: str, lang: str | list[str], context: dict):
+        """(languages, subject, text, html) of template NAME in LANG (one or several)."""
         languages = [lang] if isinstance(lang, str) else list(lang)
         subject, text, html = (self.render(name, languages[0], **context)
                                if len(languages) == 1
                                else self.render_many(name, languages, **context))
+        return languages, subject, text, html
+
+    def build(self, name: str, *, sender: str, to: str, domain: str,
+              headers: dict | None = None, lang: str | list[str] = "en",
+              **context) -> EmailMessage:
+        return self._message(name, *self._render_for(name, lang, context), sender=sender,
+                             to=to, domain=domain, headers=headers)
+
+    def build_bytes(self, name: str, *, sender: str, to: str, domain: str,
+                    headers: dict | None = None, lang: str | list[str] = "en",
+                    **context) -> bytes:
+        """``as_bytes(build(...))``, written without the message object where the mail
+        has the usual shape (gateway.mail_bytes)."""
+        rendered = self._render_for(name, lang, context)
+        headers = headers or {}
+        if mail_bytes.usable(headers):
+            languages, subject, text, html = rendered
+            top = [("From", sender), ("To", to), ("Subject", subject),
+                   ("Date", email.utils.format_datetime(dt.datetime.now(dt.timezone.utc))),
+                   ("Message-ID", email.utils.make_msgid(domain=domain)),
+                   *((key, one_line(value)) for key, value in headers.items())]
+            trailer = ([("Content-Language", ", ".join(languages))]
+                       if is_patient_template(name) else [])
+            try:
+                return mail_bytes.serialise(OUTBOUND, top, text, html, trailer,
+                                            _Generator._make_boundary)
+            except Exception:  # the message object's way: the same bytes, or its error
+                pass
+        return as_bytes(self._message(name, *rendered, sender=sender, to=to,
+                                      domain=domain, headers=headers))
+
+    def _message(self, name: str, languages: list[str], subject: str, text: str,
+                 html: str | None, *, sender: str, to: str, domain: str,
+                 headers: dict | None) -> EmailMessage:
         msg = EmailMessage(policy=OUTBOUND)
         msg["From"] = sender
         msg["To"] = to

@@ -39,7 +39,13 @@ def enqueue(session: Session, addresses: Addresses, msg: EmailMessage | bytes,
 
 def enqueue_many(session: Session, addresses: Addresses,
                  mails: list[Outgoing]) -> list[Outbox]:
-    """Queue MAILS in SESSION's transaction; the rows as written, in order (detached).
+    """Queue MAILS in SESSION's transaction; the rows as written, in order (detached)."""
+    return [Outbox(id=row_id, **row) for row_id, row in insert_many(session, addresses, mails)]
+
+
+def insert_many(session: Session, addresses: Addresses,
+                mails: list[Outgoing]) -> list[tuple[int, dict]]:
+    """Queue MAILS in SESSION's transaction; (id, values) of each row, in order.
 
     Core statements (no unit-of-work flush per mail): one insert of the rows with their
     raw bytes, one of their bounces tokens.  A row's id (``X-Portal-Outbox``) is added by
@@ -66,7 +72,7 @@ def enqueue_many(session: Session, addresses: Addresses,
     conn.execute(insert(_TOKENS), [dict(token=token, purpose="bounces", outbox_id=row_id,
                                          created_at=now)
                                     for token, row_id in zip(tokens, ids)])
-    return [Outbox(id=row_id, **row) for row_id, row in zip(ids, rows)]
+    return list(zip(ids, rows))
 
 
 _STAMP = re.compile(rb"(?im)^X-Portal-Outbox:")

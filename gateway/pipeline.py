@@ -82,6 +82,7 @@ class Context:
     thread: object = None
     message: object = None
     language: object = None  # gateway.language.Choice
+    language_guess: object = None  # gateway.language.Guess of new_text (content phase)
     verdict: tuple | None = None  # (sender, Verdict) found before the transaction
     outgoing: list = field(default_factory=list)  # gateway.outbox.Outgoing, queued last
 
@@ -92,6 +93,7 @@ CONTENT_STEPS = (
     strip.strip_attachments,
     classify.split_text,  # new text / quoted history
     classify.score_text,  # rule hits, without the thread's context
+    language.guess_language,  # the new text's language (the roster's comes later)
 )
 
 

@@ -15,7 +15,7 @@ from gateway.content.mime import header_text
 from gateway import outbox
 from gateway.content.filenames import listed
 from gateway.language import ENGLISH, notice_languages
-from gateway.notices import PerLanguage, as_bytes
+from gateway.notices import PerLanguage
 from gateway.steps.classify import subject_of
 from gateway.steps.route import removed_names
 from gateway.steps.thread import thread_token
@@ -79,19 +79,19 @@ def acknowledge_patient(ctx) -> None:
     lang = choice.language if choice else ENGLISH
     languages = notice_languages(choice) if urgent and choice else [lang]
     reply_addr = s.addresses.make("reply", thread_token(ctx.session, thread, "reply"))
-    msg = s.notices.build(
+    raw = s.notices.build_bytes(
         name, sender=s.addresses.header_address(cfg.practice.name, s.addresses.portal),
         to=s.addresses.header_address(writer, address),
         domain=s.addresses.domain, headers=_headers(ctx, reply_addr), lang=languages,
         patient_name=writer, due=thread.due_at,
         subject=clean_subject(subject_of(ctx.msg)), message_ref=message_ref(ctx.message),
         **removed_for_patient(ctx), **practice_context(cfg))
-    ctx.outgoing.append(outbox.Outgoing(as_bytes(msg), address, name, thread.id, patient.id))
+    ctx.outgoing.append(outbox.Outgoing(raw, address, name, thread.id, patient.id))
 
 
 def send_outgoing(ctx) -> None:
     """Step: queue every mail the chain decided on, in one statement (gateway.outbox)."""
-    outbox.enqueue_many(ctx.session, ctx.services.addresses, ctx.outgoing)
+    outbox.insert_many(ctx.session, ctx.services.addresses, ctx.outgoing)
     ctx.outgoing = []
 
 

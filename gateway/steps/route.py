@@ -7,7 +7,6 @@ group them.
 from __future__ import annotations
 
 from gateway import outbox
-from gateway.notices import as_bytes
 from gateway.auth.verdict import results_header
 from gateway.clock import human, rfc5322
 from gateway.content.filenames import shown_name
@@ -83,7 +82,7 @@ def route_to_staff(ctx) -> None:
     headers.update(proxy_headers(ctx))
     patient = ctx.patient
     for rcpt in staff_recipients(cfg, cls.category, cls.urgent):
-        msg = s.notices.build(
+        raw = s.notices.build_bytes(
             "staff_copy", sender=s.addresses.header_address(patient.display_name,
                                                             s.addresses.portal),
             to=header_to(s, rcpt), domain=s.addresses.domain, headers=headers,
@@ -96,5 +95,5 @@ def route_to_staff(ctx) -> None:
             patient_name=patient.display_name, account_number=patient.account_number,
             rules=", ".join(f"{h.id} ({h.score:g})" for h in cls.hits) or "none",
             due=human(thread.due_at, tz), **proxy_context(ctx))
-        ctx.outgoing.append(outbox.Outgoing(as_bytes(msg), rcpt, "staff_copy", thread.id,
+        ctx.outgoing.append(outbox.Outgoing(raw, rcpt, "staff_copy", thread.id,
                                             patient.id))

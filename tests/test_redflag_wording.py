@@ -255,10 +255,8 @@ def test_a_device_signature_alone_is_no_text_and_the_subject_is_read(clf):
     assert r.category == "demographics", r.explain()
 
 
-def test_severe_pressure_raises_even_when_the_model_reads_calm(clf):
-    """160/110 needs treatment within the hour: no second opinion ("feel ok")."""
+def test_severe_pressure_is_a_red_flag_even_when_the_patient_feels_ok(clf):
+    """160/110 needs treatment within the hour: "feel ok" does not cancel the reading."""
     text = ("checked my bp at the safeway machine 162/108. did it again 158/110. 31 wks. feel "
             "ok just a little headache. do i need to change my appt or just keep checking?")
-    r = clf.classify(text, subject="bp")
-    assert r.category == "emergency" and r.decided_by in ("red-flag", "model"), r.explain()
-
+    assert "emergency-severe-blood-pressure" in red_flags(clf, text, "bp")
